@@ -1,0 +1,357 @@
+//! What tollgate reads from a client's request body before calling upstream, and the one
+//! rewrite it makes (`stream_options`). Pure: no I/O.
+
+use std::borrow::Cow;
+
+use memchr::memmem;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::ProxyError;
+use crate::usage::Endpoint;
+
+/// Base64 strings shorter than this are left in the prompt bound; longer ones are replaced
+/// by a per-item bound (an image or an audio clip costs far fewer tokens than its bytes).
+const INLINE_DATA_MIN_BYTES: usize = 256;
+
+/// Facts about one request body, read from a parsed copy; the body itself is forwarded as is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestFacts {
+    pub model: String,
+    /// `"stream": true` exactly; any other value is not a stream.
+    pub stream: bool,
+    /// The client's own `stream_options.include_usage`, when it set one.
+    pub include_usage: Option<bool>,
+    /// `max_completion_tokens`, `max_tokens` or `max_output_tokens`, whichever is set.
+    pub max_output_tokens: Option<u64>,
+    /// Number of choices generated (`n`, or `best_of` for legacy completions when larger).
+    pub choices: u64,
+    pub service_tier: Option<String>,
+    /// The request sends or asks for audio.
+    pub audio: bool,
+    /// Images (and other inline files) and audio clips sent as base64 data.
+    pub inline_images: u64,
+    pub inline_audio: u64,
+    /// Body bytes that are neither base64 images nor audio: an upper bound of text tokens,
+    /// because every BPE token covers at least one byte.
+    pub text_bytes: u64,
+}
+
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream_options: Option<&'a RawValue>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    n: Option<u64>,
+    best_of: Option<u64>,
+    #[serde(borrow)]
+    service_tier: Option<Cow<'a, str>>,
+    background: Option<bool>,
+    #[serde(borrow)]
+    modalities: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    audio: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+impl RequestFacts {
+    /// Reads the facts tollgate needs from `body`. Rejects what cannot be metered.
+    pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, ProxyError> {
+        let raw: RawRequest<'_> = serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
+            detail: format!("{error}; send a JSON object such as {{\"model\": \"gpt-4o-mini\", ...}}"),
+        })?;
+        let model = match raw.model {
+            Some(model) if !model.trim().is_empty() => model.into_owned(),
+            _ => return Err(ProxyError::MissingModel),
+        };
+        if raw.background == Some(true) {
+            return Err(ProxyError::Unsupported {
+                message: "background responses cannot be metered: their usage arrives only on a later \
+                          retrieval; send the request without \"background\": true"
+                    .to_string(),
+                param: Some("background"),
+            });
+        }
+
+        let stream = endpoint != Endpoint::Embeddings && raw.stream.is_some_and(|v| v.get() == "true");
+        let include_usage = match raw.stream_options {
+            Some(options) => serde_json::from_str::<StreamOptions>(options.get())
+                .ok()
+                .and_then(|o| o.include_usage),
+            None => None,
+        };
+        let max_output_tokens = raw
+            .max_completion_tokens
+            .or(raw.max_tokens)
+            .or(raw.max_output_tokens);
+        let choices = raw.n.unwrap_or(1).max(raw.best_of.unwrap_or(1)).max(1);
+        let wants_audio_out = raw.audio.is_some()
+            || raw
+                .modalities
+                .as_ref()
+                .is_some_and(|m| m.iter().any(|x| x == "audio"));
+
+        let inline = InlineData::scan(body);
+        Ok(RequestFacts {
+            model,
+            stream,
+            include_usage,
+            max_output_tokens,
+            choices,
+            service_tier: raw.service_tier.map(Cow::into_owned),
+            audio: wants_audio_out || inline.audio > 0,
+            inline_images: inline.images,
+            inline_audio: inline.audio,
+            text_bytes: body.len().saturating_sub(inline.bytes) as u64,
+        })
+    }
+
+    /// The request's prompt bound in tokens, with each inline image and audio clip counted
+    /// at its configured bound instead of its bytes.
+    pub fn prompt_bound(&self, image_token_bound: u64, audio_token_bound: u64) -> u64 {
+        self.text_bytes
+            .saturating_add(self.inline_images.saturating_mul(image_token_bound))
+            .saturating_add(self.inline_audio.saturating_mul(audio_token_bound))
+    }
+}
+
+/// Large base64 payloads found in a body by a byte scan (no parse).
+#[derive(Default)]
+struct InlineData {
+    images: u64,
+    audio: u64,
+    bytes: usize,
+}
+
+impl InlineData {
+    fn scan(body: &[u8]) -> InlineData {
+        let mut found = InlineData::default();
+        // Data URLs: images, and files such as PDFs, sent inline.
+        for start in memmem::find_iter(body, b"\"data:") {
+            let len = string_len(body, start + 1);
+            if len >= INLINE_DATA_MIN_BYTES {
+                found.bytes += len;
+                if body[start + 1..].starts_with(b"data:audio/") {
+                    found.audio += 1;
+                } else {
+                    found.images += 1;
+                }
+            }
+        }
+        // Chat `input_audio` parts carry raw base64 under "data". The name appears twice per
+        // part (as the type and as the key), so each data string is counted once.
+        let mut counted_until = 0;
+        for start in memmem::find_iter(body, b"\"input_audio\"") {
+            if start < counted_until {
+                continue;
+            }
+            let window_end = (start + 4096).min(body.len());
+            if let Some(offset) = memmem::find(&body[start..window_end], b"\"data\"") {
+                let mut at = start + offset + 6;
+                while at < body.len() && matches!(body[at], b' ' | b':' | b'\n' | b'\r' | b'\t') {
+                    at += 1;
+                }
+                if body.get(at) == Some(&b'"') {
+                    let len = string_len(body, at + 1);
+                    counted_until = at + 1 + len;
+                    if len >= INLINE_DATA_MIN_BYTES {
+                        found.bytes += len;
+                        found.audio += 1;
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Length of the JSON string content starting at `from` up to its closing quote.
+fn string_len(body: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while at < body.len() {
+        match body[at] {
+            b'"' => return at - from,
+            b'\\' => at += 2,
+            _ => at += 1,
+        }
+    }
+    body.len().saturating_sub(from)
+}
+
+/// Returns `body` with `stream_options.include_usage` set to true, keeping every other byte.
+/// An existing `stream_options` object is replaced by the same object with the flag set; a
+/// missing one is inserted as the first member of the top-level object.
+pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
+    #[derive(Deserialize)]
+    struct Options<'a> {
+        #[serde(borrow)]
+        stream_options: Option<&'a RawValue>,
+    }
+    let parsed: Options<'_> = serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
+        detail: error.to_string(),
+    })?;
+
+    match parsed.stream_options {
+        Some(raw) => {
+            let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+            let end = start + raw.get().len();
+            let mut options: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(raw.get()).map_err(|_| ProxyError::Unsupported {
+                    message: "stream_options must be a JSON object such as {\"include_usage\": true}".to_string(),
+                    param: Some("stream_options"),
+                })?;
+            options.insert("include_usage".to_string(), serde_json::Value::Bool(true));
+            let replacement = serde_json::to_vec(&options).map_err(|error| ProxyError::Internal {
+                detail: error.to_string(),
+            })?;
+            let mut out = Vec::with_capacity(body.len() + 24);
+            out.extend_from_slice(&body[..start]);
+            out.extend_from_slice(&replacement);
+            out.extend_from_slice(&body[end..]);
+            Ok(out)
+        }
+        None => {
+            let open = body
+                .iter()
+                .position(|&b| b == b'{')
+                .ok_or_else(|| ProxyError::InvalidJson {
+                    detail: "the body is not a JSON object".to_string(),
+                })?;
+            let rest_is_empty = body[open + 1..]
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|&b| b == b'}');
+            let insert: &[u8] = if rest_is_empty {
+                br#""stream_options":{"include_usage":true}"#
+            } else {
+                br#""stream_options":{"include_usage":true},"#
+            };
+            let mut out = Vec::with_capacity(body.len() + insert.len());
+            out.extend_from_slice(&body[..=open]);
+            out.extend_from_slice(insert);
+            out.extend_from_slice(&body[open + 1..]);
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(body: &str) -> RequestFacts {
+        RequestFacts::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn stream_is_true_only_for_literal_true() {
+        let cases = [
+            (r#"{"model":"m","stream":true}"#, true),
+            (r#"{"model":"m","stream": true }"#, true),
+            (r#"{"model":"m","stream":false}"#, false),
+            (r#"{"model":"m","stream":"true"}"#, false),
+            (r#"{"model":"m","stream":1}"#, false),
+            (r#"{"model":"m"}"#, false),
+        ];
+        for (body, stream) in cases {
+            assert_eq!(facts(body).stream, stream, "{body}");
+        }
+    }
+
+    #[test]
+    fn embeddings_never_stream() {
+        let body = br#"{"model":"text-embedding-3-small","input":"x","stream":true}"#;
+        assert!(!RequestFacts::parse(Endpoint::Embeddings, body).unwrap().stream);
+    }
+
+    #[test]
+    fn output_limits_and_choices() {
+        let f = facts(r#"{"model":"m","max_tokens":8,"n":3}"#);
+        assert_eq!(f.max_output_tokens, Some(8));
+        assert_eq!(f.choices, 3);
+        let f = facts(r#"{"model":"m","max_completion_tokens":9,"max_tokens":8}"#);
+        assert_eq!(f.max_output_tokens, Some(9));
+        let f = facts(r#"{"model":"m","max_output_tokens":7}"#);
+        assert_eq!(f.max_output_tokens, Some(7));
+        assert_eq!(facts(r#"{"model":"m","n":0}"#).choices, 1);
+        assert_eq!(facts(r#"{"model":"m","best_of":4}"#).choices, 4);
+    }
+
+    #[test]
+    fn bad_bodies_are_rejected() {
+        let bad_json = RequestFacts::parse(Endpoint::ChatCompletions, b"{nope");
+        assert!(matches!(bad_json, Err(ProxyError::InvalidJson { .. })));
+        let no_model = RequestFacts::parse(Endpoint::ChatCompletions, br#"{"messages":[]}"#);
+        assert!(matches!(no_model, Err(ProxyError::MissingModel)));
+        let empty_model = RequestFacts::parse(Endpoint::ChatCompletions, br#"{"model":" "}"#);
+        assert!(matches!(empty_model, Err(ProxyError::MissingModel)));
+        let array = RequestFacts::parse(Endpoint::ChatCompletions, b"[1]");
+        assert!(matches!(array, Err(ProxyError::InvalidJson { .. })));
+        let background = RequestFacts::parse(Endpoint::Responses, br#"{"model":"m","background":true}"#);
+        assert!(matches!(background, Err(ProxyError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn inline_images_are_bounded_per_item() {
+        let image = "A".repeat(10_000);
+        let body = format!(
+            r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}]}}"#
+        );
+        let f = facts(&body);
+        assert_eq!(f.inline_images, 1);
+        assert!(f.text_bytes < 200, "{}", f.text_bytes);
+        assert_eq!(f.prompt_bound(1000, 5000), f.text_bytes + 1000);
+    }
+
+    #[test]
+    fn input_audio_counts_as_audio() {
+        let clip = "B".repeat(4_000);
+        let body = format!(
+            r#"{{"model":"gpt-4o-audio-preview","messages":[{{"role":"user","content":[{{"type":"input_audio","input_audio":{{"data":"{clip}","format":"wav"}}}}]}}]}}"#
+        );
+        let f = facts(&body);
+        assert_eq!(f.inline_audio, 1);
+        assert!(f.audio);
+        let asks_audio = facts(r#"{"model":"m","modalities":["text","audio"]}"#);
+        assert!(asks_audio.audio);
+    }
+
+    #[test]
+    fn include_usage_inserted_when_absent() {
+        let body = br#"{"model":"m","stream":true,"messages":[]}"#;
+        let out = force_include_usage(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}"#
+        );
+    }
+
+    #[test]
+    fn include_usage_replaced_keeping_other_bytes() {
+        let body = br#"{ "model" : "m",  "stream_options": {"include_usage": false, "include_obfuscation": false}, "stream":true }"#;
+        let out = force_include_usage(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{ "model" : "m",  "stream_options": {"include_obfuscation":false,"include_usage":true}, "stream":true }"#
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn client_include_usage_is_read() {
+        assert_eq!(facts(r#"{"model":"m","stream_options":{"include_usage":true}}"#).include_usage, Some(true));
+        assert_eq!(facts(r#"{"model":"m","stream_options":{"include_usage":false}}"#).include_usage, Some(false));
+        assert_eq!(facts(r#"{"model":"m"}"#).include_usage, None);
+    }
+}

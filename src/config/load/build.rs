@@ -1,0 +1,203 @@
+//! Assembly of [`Config`] from the parsed values, and the checks that involve several keys.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+use rust_decimal::Decimal;
+
+use super::ConfigError;
+use super::keys::Key;
+use super::value::Value;
+use crate::config::{
+    AdminConfig, BlnkConfig, Config, DisconnectPolicy, Durability, LogConfig, LogFormat,
+    OutboxConfig, PricingConfig, UpstreamConfig,
+};
+use crate::secret::Secret;
+
+/// A parsed value and where it came from.
+pub(super) struct Setting {
+    pub(super) value: Value,
+    /// The environment variable, the file and line, or `the default`.
+    pub(super) origin: String,
+}
+
+/// The parsed value of every key that has one, by dotted path such as `upstream.url`.
+#[derive(Default)]
+pub(super) struct Settings {
+    by_path: HashMap<String, Setting>,
+}
+
+impl Settings {
+    pub(super) fn insert(&mut self, key: &Key, setting: Setting) {
+        self.by_path.insert(key.path(), setting);
+    }
+
+    /// Returns the value of a key that always has one (every key but the secrets).
+    fn get<T: FromValue>(&self, path: &str) -> Result<T, ConfigError> {
+        self.by_path
+            .get(path)
+            .and_then(|setting| T::from_value(&setting.value))
+            .ok_or_else(|| key_table_error(path))
+    }
+
+    /// Returns the value of a secret, which is `None` when no source sets it.
+    fn secret(&self, path: &str) -> Result<Option<Secret>, ConfigError> {
+        match self.by_path.get(path) {
+            None => Ok(None),
+            Some(setting) => Secret::from_value(&setting.value)
+                .map(Some)
+                .ok_or_else(|| key_table_error(path)),
+        }
+    }
+
+    fn origin(&self, path: &str) -> String {
+        self.by_path
+            .get(path)
+            .map(|setting| setting.origin.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn key_table_error(path: &str) -> ConfigError {
+    ConfigError::KeyTable {
+        key: path.to_owned(),
+    }
+}
+
+/// Builds the runtime configuration and runs the checks that involve several keys.
+pub(super) fn build_config(settings: &Settings) -> Result<Config, ConfigError> {
+    let config = Config {
+        listen: settings.get("listen")?,
+        data_dir: settings.get("data_dir")?,
+        customer_header: settings.get("customer_header")?,
+        max_body_bytes: settings.get("max_body_bytes")?,
+        max_connections: settings.get("max_connections")?,
+        shutdown_grace: settings.get("shutdown_grace")?,
+        pass_through_routes: settings.get("pass_through_routes")?,
+        log: LogConfig {
+            format: settings.get("log.format")?,
+            filter: settings.get("log.filter")?,
+        },
+        admin: AdminConfig {
+            listen: settings.get("admin.listen")?,
+            token: settings.secret("admin.token")?,
+        },
+        upstream: build_upstream(settings)?,
+        blnk: build_blnk(settings)?,
+        pricing: build_pricing(settings)?,
+        outbox: build_outbox(settings)?,
+    };
+    check_retry_delays(&config.outbox, settings)?;
+    Ok(config)
+}
+
+fn build_upstream(settings: &Settings) -> Result<UpstreamConfig, ConfigError> {
+    Ok(UpstreamConfig {
+        url: settings.get("upstream.url")?,
+        api_key: settings.secret("upstream.api_key")?,
+        connect_timeout: settings.get("upstream.connect_timeout")?,
+        first_byte_timeout: settings.get("upstream.first_byte_timeout")?,
+        idle_timeout: settings.get("upstream.idle_timeout")?,
+        max_stream_duration: settings.get("upstream.max_stream_duration")?,
+        on_client_disconnect: settings.get("upstream.on_client_disconnect")?,
+        drain_timeout: settings.get("upstream.drain_timeout")?,
+    })
+}
+
+fn build_blnk(settings: &Settings) -> Result<BlnkConfig, ConfigError> {
+    Ok(BlnkConfig {
+        url: settings.get("blnk.url")?,
+        api_key: settings.secret("blnk.api_key")?,
+        request_timeout: settings.get("blnk.request_timeout")?,
+        ledger_name: settings.get("blnk.ledger_name")?,
+        revenue_balance: settings.get("blnk.revenue_balance")?,
+        token_pool_balance: settings.get("blnk.token_pool_balance")?,
+        world_balance: settings.get("blnk.world_balance")?,
+        account_cache_ttl: settings.get("blnk.account_cache_ttl")?,
+        account_cache_max_stale: settings.get("blnk.account_cache_max_stale")?,
+        charge_timeout: settings.get("blnk.charge_timeout")?,
+        hold_expiry_margin: settings.get("blnk.hold_expiry_margin")?,
+        fail_open_credit_limited: settings.get("blnk.fail_open_credit_limited")?,
+        fail_open_postpaid: settings.get("blnk.fail_open_postpaid")?,
+    })
+}
+
+fn build_pricing(settings: &Settings) -> Result<PricingConfig, ConfigError> {
+    Ok(PricingConfig {
+        file: settings.get("pricing.file")?,
+        watch: settings.get("pricing.watch")?,
+        image_token_bound: settings.get("pricing.image_token_bound")?,
+        audio_token_bound: settings.get("pricing.audio_token_bound")?,
+        default_markup: settings.get("pricing.default_markup")?,
+    })
+}
+
+fn build_outbox(settings: &Settings) -> Result<OutboxConfig, ConfigError> {
+    Ok(OutboxConfig {
+        durability: settings.get("outbox.durability")?,
+        retry_initial_delay: settings.get("outbox.retry_initial_delay")?,
+        retry_max_delay: settings.get("outbox.retry_max_delay")?,
+        max_age: settings.get("outbox.max_age")?,
+    })
+}
+
+fn check_retry_delays(outbox: &OutboxConfig, settings: &Settings) -> Result<(), ConfigError> {
+    if outbox.retry_initial_delay <= outbox.retry_max_delay {
+        return Ok(());
+    }
+    Err(ConfigError::RetryDelays {
+        initial: outbox.retry_initial_delay,
+        initial_origin: settings.origin("outbox.retry_initial_delay"),
+        max: outbox.retry_max_delay,
+        max_origin: settings.origin("outbox.retry_max_delay"),
+    })
+}
+
+/// Conversion from a parsed [`Value`] to the type of a [`Config`] field. Returns `None` when
+/// the value has another kind, which only a mistake in the key table can cause.
+trait FromValue: Sized {
+    fn from_value(value: &Value) -> Option<Self>;
+}
+
+/// Implements [`FromValue`] for types that a single `Value` variant contains unchanged.
+macro_rules! from_value {
+    ($($variant:ident => $type:ty),* $(,)?) => {
+        $(
+            impl FromValue for $type {
+                fn from_value(value: &Value) -> Option<Self> {
+                    match value {
+                        Value::$variant(inner) => Some(inner.clone()),
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+from_value! {
+    Text => String,
+    Secret => Secret,
+    Path => PathBuf,
+    Address => SocketAddr,
+    Header => HeaderName,
+    Integer => u64,
+    Duration => Duration,
+    Bool => bool,
+    Decimal => Decimal,
+    LogFormat => LogFormat,
+    DisconnectPolicy => DisconnectPolicy,
+    Durability => Durability,
+    Routes => Vec<String>,
+}
+
+// NOTE: on a target with 32-bit `usize`, a count above `usize::MAX` ends in the key-table
+// error instead of an invalid-value error naming the key.
+impl FromValue for usize {
+    fn from_value(value: &Value) -> Option<Self> {
+        u64::from_value(value).and_then(|integer| usize::try_from(integer).ok())
+    }
+}

@@ -1,0 +1,148 @@
+//! Configuration: a TOML file, overridden key by key from the environment, validated once
+//! into the runtime types below. Durations, sizes and prices are normalised at load.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use crate::secret::Secret;
+
+pub use load::{ConfigError, load, load_from};
+
+/// The validated configuration of one tollgate process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Proxy listener. `TOLLGATE_LISTEN`.
+    pub listen: SocketAddr,
+    /// Outbox and other local state. `TOLLGATE_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Header naming the paying customer. `TOLLGATE_CUSTOMER_HEADER`.
+    pub customer_header: http::HeaderName,
+    /// Largest request body accepted; above it the answer is 413.
+    pub max_body_bytes: usize,
+    /// Most concurrent client connections on the proxy listener.
+    pub max_connections: usize,
+    /// Time in-flight requests get to finish after SIGTERM or SIGINT.
+    pub shutdown_grace: Duration,
+    /// Paths (such as `/v1/files`) forwarded without metering; everything unlisted and
+    /// unmetered is answered 404.
+    pub pass_through_routes: Vec<String>,
+    pub log: LogConfig,
+    pub admin: AdminConfig,
+    pub upstream: UpstreamConfig,
+    pub blnk: BlnkConfig,
+    pub pricing: PricingConfig,
+    pub outbox: OutboxConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive such as `info` or `tollgate=debug`.
+    pub filter: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Health, readiness, metrics and admin API listener. `TOLLGATE_ADMIN_LISTEN`.
+    pub listen: SocketAddr,
+    /// Bearer token of the admin API; `None` turns the admin API off. `TOLLGATE_ADMIN_TOKEN`.
+    pub token: Option<Secret>,
+}
+
+/// What the proxy does with the upstream stream when the client disconnects mid-stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectPolicy {
+    /// Keep reading upstream to its end (bounded by `drain_timeout`) and bill the reported usage.
+    Drain,
+    /// Stop reading at once and bill an estimate of what was generated so far.
+    Stop,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Base URL without a trailing `/v1` (stripped at load). `TOLLGATE_UPSTREAM_URL`.
+    pub url: String,
+    /// Key sent upstream; `None` passes the client's own key through. `OPENAI_API_KEY`.
+    pub api_key: Option<Secret>,
+    pub connect_timeout: Duration,
+    /// Longest wait for the response headers (and, for a non-streaming call, the whole body).
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two chunks of a streamed response.
+    pub idle_timeout: Duration,
+    /// Longest a streamed response may last in total.
+    pub max_stream_duration: Duration,
+    pub on_client_disconnect: DisconnectPolicy,
+    /// Longest tollgate keeps draining upstream after the client left (policy `drain`).
+    pub drain_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlnkConfig {
+    /// `BLNK_URL`.
+    pub url: String,
+    /// Blnk's master key, sent as `X-Blnk-Key`. `BLNK_API_KEY`.
+    pub api_key: Option<Secret>,
+    /// Timeout of every ledger call.
+    pub request_timeout: Duration,
+    /// Name of the ledger that holds customer wallets.
+    pub ledger_name: String,
+    pub revenue_balance: String,
+    pub token_pool_balance: String,
+    pub world_balance: String,
+    /// How long a customer's account, read from Blnk, is reused without asking again.
+    pub account_cache_ttl: Duration,
+    /// How long a cached account may still be used while Blnk cannot be reached.
+    pub account_cache_max_stale: Duration,
+    /// Longest the response (or the stream terminator) waits for the charge to be recorded.
+    pub charge_timeout: Duration,
+    /// Added to the longest possible request duration to set a hold's expiry.
+    pub hold_expiry_margin: Duration,
+    /// Serve credit-limited accounts without a hold when Blnk is unreachable.
+    pub fail_open_credit_limited: bool,
+    /// Serve unlimited postpaid accounts when Blnk is unreachable (their charge is queued).
+    pub fail_open_postpaid: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct PricingConfig {
+    /// Price file. `TOLLGATE_PRICING`.
+    pub file: PathBuf,
+    /// Reload the price file when it changes on disk.
+    pub watch: bool,
+    /// Quote bound for one image in a request, in tokens.
+    pub image_token_bound: u64,
+    /// Quote bound for one audio clip in a request, in tokens.
+    pub audio_token_bound: u64,
+    /// Markup applied when the price file sets none, as a factor (1 = none).
+    pub default_markup: Decimal,
+}
+
+/// How the outbox commits a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A write survives a crash of the process (`kill -9`) but not a power loss.
+    Process,
+    /// Every commit is flushed to disk with fsync and survives a power loss.
+    Power,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxConfig {
+    pub durability: Durability,
+    /// First retry delay of a pending entry; doubles up to `retry_max_delay`, with jitter.
+    pub retry_initial_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Entries still pending after this age move to the dead-letter list.
+    pub max_age: Duration,
+}

@@ -1,0 +1,130 @@
+//! tollgate's own errors on the proxy listener, sorted by who failed, and the one place
+//! that turns them into a status code and OpenAI's error body.
+//!
+//! Upstream's own error responses never pass through here: they are relayed unchanged.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+use crate::ids::InvalidCustomerId;
+use crate::money::Usd;
+
+/// Why tollgate answered a request itself instead of relaying upstream's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    // The client sent something tollgate cannot serve.
+    #[error("missing customer id: send the paying customer's id in the {header} header")]
+    MissingCustomerId { header: String },
+    #[error("{source}; send it in the {header} header")]
+    InvalidCustomerId { header: String, source: InvalidCustomerId },
+    #[error("invalid JSON in the request body: {detail}")]
+    InvalidJson { detail: String },
+    #[error("missing model: the request body must name a model, for example \"model\": \"gpt-4o-mini\"")]
+    MissingModel,
+    #[error(
+        "model {model:?} has no price in tollgate's price file, so it cannot be billed; ask the operator to add it to pricing.toml, or use a priced model"
+    )]
+    ModelNotPriced { model: String },
+    #[error("{message}")]
+    Unsupported { message: String, param: Option<&'static str> },
+    #[error("request body too large: the limit is {limit} bytes; send a smaller body or ask the operator to raise max_body_bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("unknown route {method} {path}: tollgate meters /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions, and passes /v1/models through")]
+    UnknownRoute { method: String, path: String },
+    #[error("unknown customer {customer:?}: no tollgate wallet exists for this id; create it with `tollgate customer create {customer}`")]
+    UnknownCustomer { customer: String },
+    #[error("{message}")]
+    InsufficientFunds { message: String },
+
+    // The ledger failed.
+    #[error("the ledger (Blnk) is unavailable, so this request cannot be reserved or billed; retry later ({detail})")]
+    LedgerUnavailable { detail: String },
+    #[error("customer {customer:?} has a misconfigured ledger account: {detail}")]
+    AccountMisconfigured { customer: String, detail: String },
+
+    // Upstream failed before answering.
+    #[error("could not reach the upstream API: {detail}; nothing was billed")]
+    UpstreamUnreachable { detail: String },
+    #[error("the upstream API did not answer within {seconds} s; nothing was billed")]
+    UpstreamTimeout { seconds: u64 },
+
+    // tollgate itself failed.
+    #[error("internal error in tollgate: {detail}")]
+    Internal { detail: String },
+}
+
+impl ProxyError {
+    /// The HTTP status, OpenAI error `type` and `code` of each error. No wildcard arm: a new
+    /// variant must decide its status here.
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ProxyError::*;
+        match self {
+            MissingCustomerId { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "missing_customer_id"),
+            InvalidCustomerId { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_customer_id"),
+            InvalidJson { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_json"),
+            MissingModel => (StatusCode::BAD_REQUEST, "invalid_request_error", "missing_model"),
+            ModelNotPriced { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "model_not_priced"),
+            Unsupported { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_request"),
+            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "body_too_large"),
+            UnknownRoute { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "unknown_route"),
+            UnknownCustomer { .. } => (StatusCode::FORBIDDEN, "permission_error", "unknown_customer"),
+            InsufficientFunds { .. } => (StatusCode::PAYMENT_REQUIRED, "insufficient_quota", "insufficient_funds"),
+            LedgerUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "ledger_unavailable"),
+            AccountMisconfigured { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "account_misconfigured"),
+            UpstreamUnreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unreachable"),
+            UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
+            Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::MissingModel | ProxyError::ModelNotPriced { .. } => Some("model"),
+            ProxyError::Unsupported { param, .. } => *param,
+            _ => None,
+        }
+    }
+
+    /// Builds the 402 message: which balance, how much it has, what the request may cost,
+    /// and how to fix it.
+    pub fn insufficient_funds(customer: &str, available: Option<Usd>, quote: Usd, limit: Option<Usd>) -> Self {
+        let available = match available {
+            Some(amount) => format!("${amount}"),
+            None => "an unknown amount".to_string(),
+        };
+        let terms = match limit {
+            Some(limit) => format!(" (credit limit ${limit})"),
+            None => String::new(),
+        };
+        ProxyError::InsufficientFunds {
+            message: format!(
+                "insufficient funds: customer {customer:?} has {available} available in its USD wallet{terms}, \
+                 but this request may cost up to ${quote}; top up the wallet \
+                 (`tollgate topup {customer} <USD>`) or lower max_tokens"
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, kind, code) = self.parts();
+        let body = json!({
+            "error": {
+                "message": self.to_string(),
+                "type": kind,
+                "param": self.param(),
+                "code": code,
+            }
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        // Retrying cannot help a request the customer cannot pay for; the SDKs obey this header.
+        if matches!(self, ProxyError::InsufficientFunds { .. }) {
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response
+    }
+}

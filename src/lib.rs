@@ -1,0 +1,25 @@
+//! tollgate: an OpenAI-compatible reverse proxy that meters every request and records its
+//! cost in a Blnk double-entry ledger.
+//!
+//! The money path of a request: identify the customer, reserve the worst case with a Blnk
+//! hold (prepaid and credit-limited accounts), forward the request byte for byte, read
+//! `usage` from the response or the stream, price it exactly, record tokens and dollars in one
+//! atomic bulk transaction through a durable outbox, and release the hold.
+
+pub mod accounts;
+pub mod billing;
+pub mod cli;
+pub mod config;
+pub mod customers;
+pub mod error;
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod outbox;
+pub mod pricing;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod task;
+pub mod telemetry;
+pub mod usage;

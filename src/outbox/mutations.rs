@@ -1,0 +1,190 @@
+//! The write statements. Each runs on the writer connection inside the batch transaction,
+//! and `now_ms` is the batch's time in Unix milliseconds.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::EntryKind;
+use super::error::StoreError;
+
+/// Inserts a pending entry, or returns the id of the entry that already exists for
+/// `(request_id, kind)` without changing it.
+pub(super) fn insert(
+    conn: &Connection,
+    request_id: &str,
+    kind: EntryKind,
+    payload_json: &str,
+    next_attempt_ms: i64,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO entries
+                 (request_id, kind, payload, state, attempts, created_at, updated_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5)
+             ON CONFLICT (request_id, kind) DO NOTHING",
+        )?
+        .execute(params![
+            request_id,
+            kind.as_str(),
+            payload_json,
+            now_ms,
+            next_attempt_ms
+        ])?;
+    if inserted == 1 {
+        return Ok(conn.last_insert_rowid());
+    }
+
+    let id = conn
+        .prepare_cached("SELECT id FROM entries WHERE request_id = ?1 AND kind = ?2")?
+        .query_row(params![request_id, kind.as_str()], |row| row.get(0))?;
+    Ok(id)
+}
+
+pub(super) fn update_payload(
+    conn: &Connection,
+    id: i64,
+    payload_json: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached("UPDATE entries SET payload = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, payload_json, now_ms])?;
+    require_changed(changed, id)
+}
+
+/// Marks an entry done from any state: the ledger's confirmation outranks an earlier
+/// dead-letter decision.
+pub(super) fn mark_done(conn: &Connection, id: i64, now_ms: i64) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE entries SET state = 'done', dead_reason = NULL, updated_at = ?2
+             WHERE id = ?1",
+        )?
+        .execute(params![id, now_ms])?;
+    require_changed(changed, id)
+}
+
+/// Counts a failed attempt and schedules the next one. The state is left as it is.
+pub(super) fn record_failure(
+    conn: &Connection,
+    id: i64,
+    error: &str,
+    next_attempt_ms: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE entries
+             SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, updated_at = ?4
+             WHERE id = ?1",
+        )?
+        .execute(params![id, error, next_attempt_ms, now_ms])?;
+    require_changed(changed, id)
+}
+
+/// Moves a pending or dead entry to the dead-letter list. A done entry is rejected, because
+/// the ledger has recorded its operation.
+pub(super) fn dead_letter(
+    conn: &Connection,
+    id: i64,
+    reason: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE entries SET state = 'dead', dead_reason = ?2, updated_at = ?3
+             WHERE id = ?1 AND state != 'done'",
+        )?
+        .execute(params![id, reason, now_ms])?;
+    if changed == 1 {
+        return Ok(());
+    }
+    Err(explain_unchanged(conn, id, "dead-lettered")?)
+}
+
+/// Makes a dead or pending entry pending and due at `now_ms`. Returns false when no entry
+/// has that id, and rejects a done entry.
+pub(super) fn retry(conn: &Connection, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE entries
+             SET state = 'pending', dead_reason = NULL, next_attempt_at = ?2, updated_at = ?2
+             WHERE id = ?1 AND state != 'done'",
+        )?
+        .execute(params![id, now_ms])?;
+    if changed == 1 {
+        return Ok(true);
+    }
+    match explain_unchanged(conn, id, "retried")? {
+        StoreError::NotFound { .. } => Ok(false),
+        other => Err(other),
+    }
+}
+
+/// Makes every dead entry pending and due at `now_ms`, returning how many there were.
+pub(super) fn retry_all_dead(conn: &Connection, now_ms: i64) -> Result<u64, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE entries
+             SET state = 'pending', dead_reason = NULL, next_attempt_at = ?1, updated_at = ?1
+             WHERE state = 'dead'",
+        )?
+        .execute(params![now_ms])?;
+    Ok(row_count(changed))
+}
+
+/// Makes every pending entry due at `now_ms`, returning how many there were.
+pub(super) fn retry_all_pending(conn: &Connection, now_ms: i64) -> Result<u64, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE entries SET next_attempt_at = ?1, updated_at = ?1 WHERE state = 'pending'",
+        )?
+        .execute(params![now_ms])?;
+    Ok(row_count(changed))
+}
+
+/// Deletes at most `limit` done entries last updated before `older_than_ms`.
+pub(super) fn purge_done_chunk(
+    conn: &Connection,
+    older_than_ms: i64,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM entries WHERE id IN (
+                 SELECT id FROM entries WHERE state = 'done' AND updated_at < ?1 LIMIT ?2
+             )",
+        )?
+        .execute(params![older_than_ms, limit])?;
+    Ok(row_count(deleted))
+}
+
+fn require_changed(changed: usize, id: i64) -> Result<(), StoreError> {
+    if changed == 0 {
+        return Err(StoreError::NotFound { id });
+    }
+    Ok(())
+}
+
+/// Tells apart the two reasons a guarded update changed nothing: the entry is missing, or
+/// it is done.
+fn explain_unchanged(
+    conn: &Connection,
+    id: i64,
+    action: &'static str,
+) -> Result<StoreError, StoreError> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM entries WHERE id = ?1")?
+        .query_row(params![id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if exists {
+        Ok(StoreError::AlreadyDone { id, action })
+    } else {
+        Ok(StoreError::NotFound { id })
+    }
+}
+
+fn row_count(changed: usize) -> u64 {
+    u64::try_from(changed).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,217 @@
+//! The async operations of [`Outbox`]. Writes go to the writer thread and return after
+//! their batch commits. Reads run on a pooled connection on tokio's blocking threads.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::error::StoreError;
+use super::writer::{self, Command};
+use super::{Counts, Entry, EntryKind, EntryState, Outbox, OutboxError, mutations, queries};
+
+/// Maximum number of done entries one purge transaction deletes. A large purge runs as several
+/// transactions so it does not hold the write lock, and delay inserts, for long.
+const PURGE_CHUNK: i64 = 5000;
+
+impl Outbox {
+    /// Inserts a pending entry that is due at once and returns its id. Inserting a
+    /// `(request_id, kind)` that exists already returns the existing id and leaves that
+    /// entry unchanged.
+    pub async fn insert(
+        &self,
+        request_id: &str,
+        kind: EntryKind,
+        payload: &serde_json::Value,
+    ) -> Result<i64, OutboxError> {
+        self.insert_with_next_attempt(request_id, kind, payload, None)
+            .await
+    }
+
+    /// Inserts like [`Outbox::insert`], with the first attempt due at `next_attempt_at`. A
+    /// caller that posts the operation itself right after inserting sets a later time, so
+    /// the worker does not post it at the same moment.
+    pub async fn insert_at(
+        &self,
+        request_id: &str,
+        kind: EntryKind,
+        payload: &serde_json::Value,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<i64, OutboxError> {
+        self.insert_with_next_attempt(request_id, kind, payload, Some(next_attempt_at))
+            .await
+    }
+
+    /// Inserts an entry due at `next_attempt_at`, or at the batch time when `None`.
+    async fn insert_with_next_attempt(
+        &self,
+        request_id: &str,
+        kind: EntryKind,
+        payload: &serde_json::Value,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<i64, OutboxError> {
+        let request_id = request_id.to_string();
+        let payload_json = payload.to_string();
+        let next_attempt_ms = next_attempt_at.map(|time| time.timestamp_millis());
+
+        self.write(move |conn, now_ms| {
+            let next_attempt_ms = next_attempt_ms.unwrap_or(now_ms);
+            mutations::insert(
+                conn,
+                &request_id,
+                kind,
+                &payload_json,
+                next_attempt_ms,
+                now_ms,
+            )
+        })
+        .await
+    }
+
+    /// Replaces the payload of entry `id`, whatever its state.
+    pub async fn update_payload(
+        &self,
+        id: i64,
+        payload: &serde_json::Value,
+    ) -> Result<(), OutboxError> {
+        let payload_json = payload.to_string();
+        self.write(move |conn, now_ms| mutations::update_payload(conn, id, &payload_json, now_ms))
+            .await
+    }
+
+    /// Marks entry `id` done, from any state: the ledger's confirmation outranks an
+    /// earlier dead-letter decision.
+    pub async fn mark_done(&self, id: i64) -> Result<(), OutboxError> {
+        self.write(move |conn, now_ms| mutations::mark_done(conn, id, now_ms))
+            .await
+    }
+
+    /// Records a failed attempt on entry `id`: adds one to `attempts`, stores `error` and
+    /// schedules the next attempt. The state is not changed.
+    pub async fn record_failure(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), OutboxError> {
+        let error = error.to_string();
+        let next_attempt_ms = next_attempt_at.timestamp_millis();
+        self.write(move |conn, now_ms| {
+            mutations::record_failure(conn, id, &error, next_attempt_ms, now_ms)
+        })
+        .await
+    }
+
+    /// Moves entry `id` to the dead-letter list with `reason`. Fails with
+    /// [`OutboxError::AlreadyDone`] for a done entry, because the ledger has recorded its operation.
+    pub async fn dead_letter(&self, id: i64, reason: &str) -> Result<(), OutboxError> {
+        let reason = reason.to_string();
+        self.write(move |conn, now_ms| mutations::dead_letter(conn, id, &reason, now_ms))
+            .await
+    }
+
+    /// Makes a dead or pending entry pending and due now, keeping its attempt count.
+    /// Returns false when no entry has that id, and fails with [`OutboxError::AlreadyDone`]
+    /// for a done entry.
+    pub async fn retry(&self, id: i64) -> Result<bool, OutboxError> {
+        self.write(move |conn, now_ms| mutations::retry(conn, id, now_ms))
+            .await
+    }
+
+    /// Makes every dead entry pending and due now. Returns how many there were.
+    pub async fn retry_all_dead(&self) -> Result<u64, OutboxError> {
+        self.write(mutations::retry_all_dead).await
+    }
+
+    /// Makes every pending entry due now, returning how many there were. Meant for startup,
+    /// when no request of an earlier process is still posting its own entry.
+    pub async fn retry_all_pending(&self) -> Result<u64, OutboxError> {
+        self.write(mutations::retry_all_pending).await
+    }
+
+    /// Deletes done entries last updated before `older_than`, returning how many. Runs as
+    /// several transactions of at most 5000 rows, so a failure can leave part deleted.
+    pub async fn purge_done(&self, older_than: DateTime<Utc>) -> Result<u64, OutboxError> {
+        let older_than_ms = older_than.timestamp_millis();
+        let mut purged = 0;
+        loop {
+            let deleted = self
+                .write(move |conn, _| mutations::purge_done_chunk(conn, older_than_ms, PURGE_CHUNK))
+                .await?;
+            purged += deleted;
+            if deleted < PURGE_CHUNK.unsigned_abs() {
+                return Ok(purged);
+            }
+        }
+    }
+
+    /// Returns the pending entries with `next_attempt_at <= now`, at most `limit`, ordered by
+    /// `next_attempt_at` and then by id (oldest first).
+    pub async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Entry>, OutboxError> {
+        let now_ms = now.timestamp_millis();
+        let limit = sql_limit(limit);
+        self.read(move |conn| queries::due(conn, now_ms, limit))
+            .await
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<Entry>, OutboxError> {
+        self.read(move |conn| queries::get(conn, id)).await
+    }
+
+    /// Returns the entries in `state`, at most `limit`, lowest id (oldest) first.
+    pub async fn list(&self, state: EntryState, limit: usize) -> Result<Vec<Entry>, OutboxError> {
+        let limit = sql_limit(limit);
+        self.read(move |conn| queries::list(conn, state, limit))
+            .await
+    }
+
+    pub async fn counts(&self) -> Result<Counts, OutboxError> {
+        self.read(queries::counts).await
+    }
+
+    /// Counts the pending and dead entries whose payload has a `customer_id` field equal to
+    /// `customer_id`.
+    pub async fn counts_for_customer(&self, customer_id: &str) -> Result<Counts, OutboxError> {
+        let customer_id = customer_id.to_string();
+        self.read(move |conn| queries::counts_for_customer(conn, &customer_id))
+            .await
+    }
+
+    /// Sends `operation` to the writer thread and waits until its batch has committed.
+    async fn write<T, F>(&self, operation: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db_path = &self.inner.db_path;
+        let stopped = || OutboxError::WriterStopped {
+            path: db_path.to_path_buf(),
+        };
+
+        let (answer, result) = oneshot::channel();
+        let job = writer::job(db_path.clone(), operation, answer);
+        let commands = self.inner.commands.as_ref().ok_or_else(stopped)?;
+        commands.send(Command::Write(job)).map_err(|_| stopped())?;
+
+        // A dropped result sender means the writer exited before committing this write.
+        result.await.map_err(|_| stopped())?
+    }
+
+    async fn read<T, F>(&self, query: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.inner.readers.clone();
+        tokio::task::spawn_blocking(move || readers.run(query))
+            .await
+            .map_err(|error| OutboxError::ReadTask {
+                path: self.inner.db_path.to_path_buf(),
+                detail: error.to_string(),
+            })?
+    }
+}
+
+/// Converts a `limit` to SQLite's integer; larger than `i64::MAX` means no limit.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

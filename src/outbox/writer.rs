@@ -1,0 +1,469 @@
+//! The writer thread. It owns the only write connection of its process and commits every
+//! write waiting in its channel in one transaction (group commit), so concurrent callers
+//! share one fsync in place of paying one each.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::OutboxError;
+use super::error::StoreError;
+use super::schema::SCHEMA_VERSION;
+
+/// Maximum number of writes in one transaction. It bounds how long one commit holds SQLite's write lock
+/// and so how long the CLI waits for it.
+const MAX_BATCH: usize = 1024;
+
+/// How often the writer tries a write of its own while the last write failed, so readiness
+/// recovers even when no caller writes.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A message to the writer thread.
+pub(super) enum Command {
+    Write(Job),
+    /// Commit what came before, close the connection, acknowledge and exit.
+    Stop(oneshot::Sender<()>),
+}
+
+/// One write waiting for the writer thread, with the channel that returns its result.
+pub(super) type Job = Box<dyn Write>;
+
+/// The health of the writer, shared with every `Outbox` handle.
+#[derive(Debug)]
+pub(super) struct WriterStatus {
+    pub(super) alive: AtomicBool,
+    pub(super) last_write_ok: AtomicBool,
+    pub(super) commits: AtomicU64,
+}
+
+/// Outcome of one write, before the commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Applied {
+    Succeeded,
+    /// The entry does not allow the write (missing, or done), but the database is fine.
+    Rejected,
+    DatabaseFailed,
+}
+
+/// A write that the writer applies inside the batch transaction. Its caller gets the result
+/// after the commit.
+pub(super) trait Write: Send {
+    fn apply(&mut self, conn: &Connection, now_ms: i64) -> Applied;
+
+    /// Sends the result to the caller. `commit_error` is set when the batch did not commit.
+    fn reply(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>);
+}
+
+struct PendingWrite<T, F> {
+    db_path: Arc<Path>,
+    operation: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    answer: oneshot::Sender<Result<T, OutboxError>>,
+}
+
+struct Writer {
+    conn: Connection,
+    db_path: Arc<Path>,
+    status: Arc<WriterStatus>,
+    /// Batches that failed since the last success, for the log line on recovery.
+    failed_batches: u64,
+}
+
+/// Sets `alive` to false when the thread ends, including by a panic.
+struct AliveGuard(Arc<WriterStatus>);
+
+/// Wraps `operation` into a job whose result arrives on `answer` once its batch commits.
+/// The operation receives the batch time in Unix milliseconds.
+pub(super) fn job<T, F>(
+    db_path: Arc<Path>,
+    operation: F,
+    answer: oneshot::Sender<Result<T, OutboxError>>,
+) -> Job
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, i64) -> Result<T, StoreError> + Send + 'static,
+{
+    Box::new(PendingWrite {
+        db_path,
+        operation: Some(operation),
+        result: None,
+        answer,
+    })
+}
+
+/// Starts the thread "outbox-writer" that owns `conn`. It runs until a `Stop` command or
+/// until every sender is dropped, committing what it received first either way.
+pub(super) fn spawn(
+    conn: Connection,
+    db_path: Arc<Path>,
+    status: Arc<WriterStatus>,
+) -> Result<(Sender<Command>, JoinHandle<()>), OutboxError> {
+    let (commands, receiver) = mpsc::channel();
+    let writer = Writer {
+        conn,
+        db_path: db_path.clone(),
+        status,
+        failed_batches: 0,
+    };
+
+    let handle = thread::Builder::new()
+        .name("outbox-writer".to_string())
+        .spawn(move || writer.run(receiver))
+        .map_err(|source| OutboxError::SpawnWriter {
+            path: db_path.to_path_buf(),
+            source,
+        })?;
+    Ok((commands, handle))
+}
+
+impl WriterStatus {
+    pub(super) fn new() -> Self {
+        WriterStatus {
+            alive: AtomicBool::new(true),
+            last_write_ok: AtomicBool::new(true),
+            commits: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T, F> Write for PendingWrite<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, i64) -> Result<T, StoreError> + Send,
+{
+    fn apply(&mut self, conn: &Connection, now_ms: i64) -> Applied {
+        let Some(operation) = self.operation.take() else {
+            return Applied::Succeeded;
+        };
+        let result = operation(conn, now_ms);
+        let applied = match &result {
+            Ok(_) => Applied::Succeeded,
+            Err(error) if error.is_database_failure() => Applied::DatabaseFailed,
+            Err(_) => Applied::Rejected,
+        };
+        self.result = Some(result);
+        applied
+    }
+
+    fn reply(self: Box<Self>, commit_error: Option<&Arc<rusqlite::Error>>) {
+        let path = &self.db_path;
+        let outcome = match (self.result, commit_error) {
+            (Some(Err(error)), _) => Err(error.at(path)),
+            (Some(Ok(value)), None) => Ok(value),
+            (_, Some(source)) => Err(OutboxError::Commit {
+                path: path.to_path_buf(),
+                source: source.clone(),
+            }),
+            // A batch commits only after applying every job, so this arm is never taken.
+            (None, None) => Err(OutboxError::WriterStopped {
+                path: path.to_path_buf(),
+            }),
+        };
+        // The caller may have stopped waiting (its future was dropped). The write is kept.
+        let _ = self.answer.send(outcome);
+    }
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+    }
+}
+
+impl Writer {
+    fn run(self, commands: Receiver<Command>) {
+        let alive = AliveGuard(self.status.clone());
+        let db_path = self.db_path.clone();
+        tracing::info!(path = %db_path.display(), "outbox writer started");
+
+        // `serve` consumes the writer, so the connection is closed here. The channel and
+        // `alive` go next, so when `close` returns a new write fails at once and
+        // `writable()` is false.
+        let stop_ack = self.serve(&commands);
+        drop(commands);
+        drop(alive);
+        tracing::info!(path = %db_path.display(), "outbox writer stopped");
+
+        if let Some(ack) = stop_ack {
+            let _ = ack.send(());
+        }
+    }
+
+    fn serve(mut self, commands: &Receiver<Command>) -> Option<oneshot::Sender<()>> {
+        while let Some(first) = self.next_command(commands) {
+            let (jobs, stop_ack) = drain(first, commands);
+            if !jobs.is_empty() {
+                self.commit_batch(jobs);
+            }
+            if stop_ack.is_some() {
+                return stop_ack;
+            }
+        }
+        None
+    }
+
+    /// Blocks for the next command. While the last write failed it wakes every
+    /// `PROBE_INTERVAL` to try a write of its own.
+    fn next_command(&mut self, commands: &Receiver<Command>) -> Option<Command> {
+        loop {
+            if self.status.last_write_ok.load(Ordering::Acquire) {
+                return commands.recv().ok();
+            }
+            match commands.recv_timeout(PROBE_INTERVAL) {
+                Ok(command) => return Some(command),
+                Err(RecvTimeoutError::Timeout) => self.probe(),
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn commit_batch(&mut self, mut jobs: Vec<Job>) {
+        let now_ms = Utc::now().timestamp_millis();
+        let outcome = self.run_transaction(&mut jobs, now_ms);
+
+        let commit_error = match outcome {
+            Ok(all_succeeded) => {
+                self.status.commits.fetch_add(1, Ordering::Relaxed);
+                self.note_outcome(all_succeeded, None);
+                None
+            }
+            Err(error) => {
+                self.note_outcome(false, Some(&error));
+                Some(Arc::new(error))
+            }
+        };
+
+        for job in jobs {
+            job.reply(commit_error.as_ref());
+        }
+    }
+
+    /// Applies `jobs` in one IMMEDIATE transaction and commits it. Returns whether no job
+    /// hit a database failure.
+    fn run_transaction(&mut self, jobs: &mut [Job], now_ms: i64) -> rusqlite::Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+
+        // Each job runs at most one modifying statement, and SQLite undoes a failed
+        // statement by itself, so one failed job leaves the others in the transaction.
+        let mut all_succeeded = true;
+        for job in jobs.iter_mut() {
+            if job.apply(&tx, now_ms) != Applied::DatabaseFailed {
+                continue;
+            }
+            all_succeeded = false;
+
+            // Some errors (a full disk, an I/O error) roll back the whole transaction.
+            // Later jobs would then run in autocommit mode, so the batch stops here.
+            if tx.is_autocommit() {
+                return Err(rolled_back_error());
+            }
+        }
+
+        tx.commit()?;
+        Ok(all_succeeded)
+    }
+
+    /// Tries an empty write: an IMMEDIATE transaction that rewrites the schema version.
+    fn probe(&mut self) {
+        let outcome = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tx.commit()
+            });
+        match outcome {
+            Ok(()) => self.note_outcome(true, None),
+            Err(error) => self.note_outcome(false, Some(&error)),
+        }
+    }
+
+    /// Records whether the last write succeeded and logs the first failure and the
+    /// recovery, not every failed batch in between.
+    fn note_outcome(&mut self, succeeded: bool, error: Option<&rusqlite::Error>) {
+        let was_ok = self.status.last_write_ok.swap(succeeded, Ordering::AcqRel);
+        let path = self.db_path.display();
+
+        if succeeded {
+            if !was_ok {
+                tracing::info!(path = %path, failed_batches = self.failed_batches, "outbox writes succeed again");
+            }
+            self.failed_batches = 0;
+            return;
+        }
+
+        self.failed_batches += 1;
+        let error = error
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "a write statement failed".to_string());
+        if was_ok {
+            tracing::error!(path = %path, error = %error, "outbox write failed, so the outbox reports not writable until a write succeeds");
+        } else {
+            tracing::debug!(path = %path, error = %error, failed_batches = self.failed_batches, "outbox write failed again");
+        }
+    }
+}
+
+/// Collects `first` and every command already waiting, up to `MAX_BATCH` writes. A `Stop`
+/// ends the batch, and commands queued behind it are never run.
+fn drain(first: Command, commands: &Receiver<Command>) -> (Vec<Job>, Option<oneshot::Sender<()>>) {
+    let mut jobs = Vec::new();
+    let mut next = Some(first);
+
+    while let Some(command) = next {
+        match command {
+            Command::Write(job) => jobs.push(job),
+            Command::Stop(ack) => return (jobs, Some(ack)),
+        }
+        next = if jobs.len() < MAX_BATCH {
+            commands.try_recv().ok()
+        } else {
+            None
+        };
+    }
+    (jobs, None)
+}
+
+fn rolled_back_error() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some("transaction rolled back after an earlier write in it failed".to_string()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::EntryKind;
+    use crate::outbox::mutations;
+
+    type Answer<T> = oneshot::Receiver<Result<T, OutboxError>>;
+
+    fn writer() -> Writer {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let db_path: Arc<Path> = Path::new(":memory:").into();
+        crate::outbox::schema::migrate(&mut conn, &db_path).unwrap();
+        Writer {
+            conn,
+            db_path,
+            status: Arc::new(WriterStatus::new()),
+            failed_batches: 0,
+        }
+    }
+
+    fn insert_job(request_id: &'static str) -> (Job, Answer<i64>) {
+        let (answer, result) = oneshot::channel();
+        let operation = move |conn: &Connection, now_ms| {
+            mutations::insert(conn, request_id, EntryKind::Charge, "{}", now_ms, now_ms)
+        };
+        (job(Path::new(":memory:").into(), operation, answer), result)
+    }
+
+    fn failing_job(error: fn() -> StoreError) -> (Job, Answer<()>) {
+        let (answer, result) = oneshot::channel();
+        let operation = move |_: &Connection, _| Err::<(), _>(error());
+        (job(Path::new(":memory:").into(), operation, answer), result)
+    }
+
+    fn count_entries(writer: &Writer) -> i64 {
+        writer
+            .conn
+            .query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn batch_commits_once_for_all_jobs() {
+        let mut writer = writer();
+        let (first, mut first_result) = insert_job("req-1");
+        let (second, mut second_result) = insert_job("req-2");
+
+        writer.commit_batch(vec![first, second]);
+
+        assert_eq!(writer.status.commits.load(Ordering::Relaxed), 1);
+        assert!(first_result.try_recv().unwrap().is_ok());
+        assert!(second_result.try_recv().unwrap().is_ok());
+        assert_eq!(count_entries(&writer), 2);
+    }
+
+    #[test]
+    fn rejected_job_keeps_rest_of_batch() {
+        let mut writer = writer();
+        let (missing, mut missing_result) = failing_job(|| StoreError::NotFound { id: 9 });
+        let (insert, mut insert_result) = insert_job("req-1");
+
+        writer.commit_batch(vec![missing, insert]);
+
+        let missing = missing_result.try_recv().unwrap();
+        assert!(matches!(missing, Err(OutboxError::NotFound { id: 9, .. })));
+        assert!(insert_result.try_recv().unwrap().is_ok());
+        assert_eq!(count_entries(&writer), 1);
+        assert!(writer.status.last_write_ok.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn database_error_marks_not_writable_until_success() {
+        let mut writer = writer();
+        let (broken, mut broken_result) = failing_job(|| {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                None,
+            ))
+        });
+        let (insert, mut insert_result) = insert_job("req-1");
+
+        writer.commit_batch(vec![broken, insert]);
+
+        assert!(matches!(
+            broken_result.try_recv().unwrap(),
+            Err(OutboxError::Sqlite { .. })
+        ));
+        assert!(insert_result.try_recv().unwrap().is_ok());
+        assert!(!writer.status.last_write_ok.load(Ordering::Acquire));
+
+        writer.probe();
+        assert!(writer.status.last_write_ok.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn failed_begin_fails_every_job() {
+        let mut writer = writer();
+        writer.conn.execute_batch("BEGIN").unwrap();
+        let (insert, mut insert_result) = insert_job("req-1");
+
+        writer.commit_batch(vec![insert]);
+
+        assert!(matches!(
+            insert_result.try_recv().unwrap(),
+            Err(OutboxError::Commit { .. })
+        ));
+        assert_eq!(writer.status.commits.load(Ordering::Relaxed), 0);
+        assert!(!writer.status.last_write_ok.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn drain_stops_at_stop_command() {
+        let (commands, receiver) = mpsc::channel();
+        let (first, _first_result) = insert_job("req-1");
+        let (second, _second_result) = insert_job("req-2");
+        let (after_stop, _after_stop_result) = insert_job("req-3");
+        let (ack, _stopped) = oneshot::channel();
+        commands.send(Command::Write(second)).unwrap();
+        commands.send(Command::Stop(ack)).unwrap();
+        commands.send(Command::Write(after_stop)).unwrap();
+
+        let (jobs, stop_ack) = drain(Command::Write(first), &receiver);
+
+        assert_eq!(jobs.len(), 2);
+        assert!(stop_ack.is_some());
+    }
+}

@@ -1,0 +1,351 @@
+//! A metered request from start to end: identify the customer, read and check the request,
+//! reserve, forward, meter, charge.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use tracing::{Instrument, field};
+
+use crate::accounts::{Account, Lookup};
+use crate::billing::HoldError;
+use crate::billing::request::{RequestFacts, force_include_usage};
+use crate::error::ProxyError;
+use crate::ids::{CustomerId, RequestId};
+use crate::money::Usd;
+use crate::usage::{Endpoint, Usage, UsageSource, count_text_tokens, read_response};
+
+use super::AppState;
+use super::headers::{client_response_headers, upstream_request_headers};
+use super::ledger_step::{BilledUsage, Metering, Receipt};
+use super::stream;
+
+pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
+
+/// Serves one metered request and always answers, with upstream's response or tollgate's error.
+pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request, started_at: DateTime<Utc>) -> Response {
+    let request_id = RequestId::new();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        route = endpoint.path(),
+        customer = field::Empty,
+        model = field::Empty,
+        stream = field::Empty,
+    );
+    let started = Instant::now();
+    let mut response = serve(Arc::clone(&state), endpoint, request, request_id, started_at)
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(|error| {
+            let (status, _, code) = error.parts();
+            span.in_scope(|| tracing::info!(status = status.as_u16(), code, %error, "request rejected"));
+            error.into_response()
+        });
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    span.in_scope(|| {
+        tracing::debug!(status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "response headers sent")
+    });
+    response
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    request: Request,
+    request_id: RequestId,
+    started_at: DateTime<Utc>,
+) -> Result<Response, ProxyError> {
+    let config = &state.config;
+    let (parts, body) = request.into_parts();
+    let customer = customer_id(&parts.headers, &config.customer_header)?;
+    tracing::Span::current().record("customer", customer.as_str());
+
+    let body = read_body(body, &parts.headers, config.max_body_bytes).await?;
+    let facts = RequestFacts::parse(endpoint, &body)?;
+    let span = tracing::Span::current();
+    span.record("model", facts.model.as_str());
+    span.record("stream", facts.stream);
+
+    let prices = state.price_table();
+    let price = prices
+        .resolve(&facts.model, started_at)
+        .ok_or_else(|| ProxyError::ModelNotPriced { model: facts.model.clone() })?;
+    if price.via_fallback() {
+        tracing::warn!(model = %facts.model, billed_as = price.model(), "unlisted dated snapshot priced as its base model");
+    }
+    if facts.audio && !price.supports_audio() {
+        return Err(ProxyError::Unsupported {
+            message: format!(
+                "model {:?} has no audio prices in tollgate's price file, so audio cannot be billed; \
+                 send text only, or ask the operator to add audio_input and audio_output for it",
+                facts.model
+            ),
+            param: Some("model"),
+        });
+    }
+
+    let account = find_account(&state, &customer).await?;
+    let mut metering = Metering {
+        state: Arc::clone(&state),
+        request_id,
+        account,
+        endpoint,
+        stream: facts.stream,
+        model_requested: facts.model.clone(),
+        prices: Arc::clone(&prices),
+        price,
+        started_at,
+        quote: None,
+        hold: None,
+        request_body: body.clone(),
+    };
+    reserve(&state, &facts, &mut metering).await?;
+
+    let upstream_body = if facts.stream && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+        Bytes::from(force_include_usage(&body)?)
+    } else {
+        body
+    };
+    let headers = upstream_request_headers(&parts.headers, &config.customer_header, config.upstream.api_key.as_ref());
+    let path = parts.uri.path_and_query().map_or(endpoint.path(), |p| p.as_str());
+    let upstream = state
+        .upstream
+        .send(parts.method.clone(), path, headers, upstream_body)
+        .await?;
+
+    let operator_key = config.upstream.api_key.is_some();
+    if !upstream.status().is_success() {
+        // Upstream's own error: relayed unchanged, nothing billed, the hold released.
+        metering.abandon();
+        return relay_unbilled(upstream, operator_key).await;
+    }
+    if facts.stream {
+        let client_wants_usage = facts.include_usage == Some(true);
+        return Ok(stream::relay(metering, upstream, client_wants_usage, operator_key));
+    }
+    complete(metering, upstream, operator_key).await
+}
+
+fn customer_id(headers: &HeaderMap, name: &http::HeaderName) -> Result<CustomerId, ProxyError> {
+    let value = headers.get(name).ok_or_else(|| ProxyError::MissingCustomerId {
+        header: name.to_string(),
+    })?;
+    let text = value.to_str().unwrap_or("\u{fffd}");
+    CustomerId::parse(text.trim()).map_err(|source| ProxyError::InvalidCustomerId {
+        header: name.to_string(),
+        source,
+    })
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit }),
+        Err(error) => Err(ProxyError::InvalidJson {
+            detail: format!("the request body could not be read: {error}"),
+        }),
+    }
+}
+
+async fn find_account(state: &AppState, customer: &CustomerId) -> Result<Account, ProxyError> {
+    use crate::accounts::AccountError;
+    match state.accounts.lookup(customer).await {
+        Ok(Lookup::Found(account)) => Ok(account),
+        Ok(Lookup::Unknown) => Err(ProxyError::UnknownCustomer {
+            customer: customer.to_string(),
+        }),
+        Err(AccountError::Ledger(error)) if error.is_unavailable() => {
+            tracing::warn!(%error, "ledger unreachable and no cached account");
+            Err(ProxyError::LedgerUnavailable { detail: error.to_string() })
+        }
+        Err(AccountError::Ledger(error)) => Err(ProxyError::LedgerUnavailable { detail: error.to_string() }),
+        Err(AccountError::Misconfigured { customer, detail }) => Err(ProxyError::AccountMisconfigured { customer, detail }),
+    }
+}
+
+/// Places the hold for a credit-limited account. Unlimited postpaid accounts skip it.
+async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering) -> Result<(), ProxyError> {
+    let Some(limit) = metering.account.billing.hold_limit() else {
+        return Ok(());
+    };
+    let pricing = &state.config.pricing;
+    let prompt_bound = facts.prompt_bound(pricing.image_token_bound, pricing.audio_token_bound);
+    let quote = metering
+        .price
+        .quote(prompt_bound, facts.max_output_tokens, facts.choices, facts.service_tier.as_deref(), facts.audio)
+        .map_err(|error| ProxyError::Unsupported {
+            message: format!("{error}; set max_tokens (or max_output_tokens) in the request so its cost can be reserved"),
+            param: Some("max_tokens"),
+        })?;
+    metering.quote = Some(quote);
+
+    let request_id = metering.request_id.to_string();
+    match state.biller.place_hold(&metering.account, &request_id, quote, limit).await {
+        Ok(hold) => {
+            metering.hold = Some(hold);
+            Ok(())
+        }
+        Err(HoldError::Refused) => {
+            let available = available_funds(state, &metering.account).await;
+            let limit = (!limit.is_zero()).then_some(limit);
+            tracing::info!(quote = %quote, "hold refused: insufficient funds");
+            Err(ProxyError::insufficient_funds(metering.account.customer.as_str(), available, quote, limit))
+        }
+        Err(HoldError::Unavailable(error)) if state.config.blnk.fail_open_credit_limited => {
+            tracing::warn!(%error, "ledger unavailable; serving a credit-limited account without a hold (fail_open_credit_limited)");
+            Ok(())
+        }
+        Err(HoldError::Unavailable(error)) => {
+            tracing::warn!(%error, "ledger unavailable; the hold could not be placed");
+            Err(ProxyError::LedgerUnavailable { detail: error.to_string() })
+        }
+        Err(HoldError::Ledger(error)) => Err(ProxyError::AccountMisconfigured {
+            customer: metering.account.customer.to_string(),
+            detail: format!("Blnk rejected the hold: {error}"),
+        }),
+        Err(HoldError::Outbox(detail)) => Err(ProxyError::Internal { detail }),
+    }
+}
+
+async fn available_funds(state: &AppState, account: &Account) -> Option<Usd> {
+    let balance = state.biller.blnk().get_balance(&account.usd_balance_id).await.ok()?;
+    Some(crate::money::Nanos(balance.available()).to_usd())
+}
+
+/// Relays a non-2xx upstream response unchanged.
+async fn relay_unbilled(upstream: reqwest::Response, operator_key: bool) -> Result<Response, ProxyError> {
+    let status = upstream.status();
+    let headers = client_response_headers(upstream.headers(), operator_key);
+    let body = upstream.bytes().await.unwrap_or_default();
+    tracing::info!(status = status.as_u16(), "upstream error relayed; nothing billed");
+    Ok(build_response(status, headers, Body::from(body)))
+}
+
+/// Reads a whole 2xx response, charges its usage, then returns it.
+async fn complete(metering: Metering, upstream: reqwest::Response, operator_key: bool) -> Result<Response, ProxyError> {
+    let status = upstream.status();
+    let mut headers = client_response_headers(upstream.headers(), operator_key);
+    let timeout = metering.state.upstream.first_byte_timeout();
+    let body = match tokio::time::timeout(timeout, upstream.bytes()).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => {
+            metering.abandon();
+            return Err(ProxyError::UpstreamUnreachable {
+                detail: format!("the response body broke off: {}", super::upstream::describe(&error)),
+            });
+        }
+        Err(_) => {
+            metering.abandon();
+            return Err(metering_timeout(timeout));
+        }
+    };
+
+    let billed = billed_usage(&metering, &body);
+    let receipt = metering.charge(billed).await;
+    add_receipt_headers(&mut headers, &receipt);
+    log_receipt(&receipt);
+    Ok(build_response(status, headers, Body::from(body)))
+}
+
+fn metering_timeout(timeout: std::time::Duration) -> ProxyError {
+    ProxyError::UpstreamTimeout { seconds: timeout.as_secs() }
+}
+
+/// The usage of a complete response body: reported, or estimated when the body has none.
+fn billed_usage(metering: &Metering, body: &[u8]) -> BilledUsage {
+    let facts = match read_response(metering.endpoint, body) {
+        Ok(facts) => facts,
+        Err(error) => {
+            tracing::warn!(%error, "the response's usage could not be read; estimating it");
+            Default::default()
+        }
+    };
+    let (usage, source) = match facts.usage {
+        Some(usage) => (usage, UsageSource::Reported),
+        None => {
+            let completion = count_text_tokens(&metering.model_requested, &response_text(body));
+            let usage = Usage {
+                prompt_tokens: metering.estimate_prompt(),
+                completion_tokens: completion,
+                ..Usage::default()
+            };
+            tracing::warn!(prompt = usage.prompt_tokens, completion, "a 2xx response reported no usage; billing a tokenizer estimate");
+            (usage, UsageSource::Estimated)
+        }
+    };
+    BilledUsage {
+        usage,
+        source,
+        response_model: facts.model,
+        service_tier: facts.service_tier,
+        client_disconnected: false,
+    }
+}
+
+/// The generated text of a response without usage, for an estimate. Rare, so a full parse.
+fn response_text(body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::from_utf8_lossy(body).into_owned();
+    };
+    let mut text = String::new();
+    collect_text(&value, &mut text);
+    text
+}
+
+fn collect_text(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("content" | "text" | "arguments" | "refusal", serde_json::Value::String(s)) => {
+                        out.push_str(s);
+                        out.push('\n');
+                    }
+                    _ => collect_text(child, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_text(item, out)),
+        _ => {}
+    }
+}
+
+pub fn add_receipt_headers(headers: &mut HeaderMap, receipt: &Receipt) {
+    if let Ok(value) = HeaderValue::from_str(&receipt.amount.to_usd().to_string()) {
+        headers.insert("x-tollgate-cost-usd", value);
+    }
+    headers.insert("x-tollgate-charge", HeaderValue::from_static(receipt.status.as_str()));
+}
+
+pub fn log_receipt(receipt: &Receipt) {
+    tracing::info!(
+        model_billed = %receipt.cost.model,
+        cost_usd = %receipt.cost.customer_price,
+        amount_nanos = %receipt.amount,
+        charge = receipt.status.as_str(),
+        "request billed"
+    );
+}
+
+pub fn build_response(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

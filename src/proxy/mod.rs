@@ -1,0 +1,93 @@
+//! The proxy listener: metered OpenAI routes, pass-through routes, and OpenAI-shaped
+//! answers for everything else.
+
+mod headers;
+mod ledger_step;
+mod metered;
+mod passthrough;
+mod stream;
+mod upstream;
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use chrono::Utc;
+
+use crate::accounts::AccountDirectory;
+use crate::billing::Biller;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::pricing::PriceTable;
+use crate::usage::Endpoint;
+
+pub use upstream::UpstreamClient;
+
+/// Shared state of the proxy listener.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub prices: RwLock<Arc<PriceTable>>,
+    pub accounts: AccountDirectory,
+    pub biller: Biller,
+    pub upstream: UpstreamClient,
+}
+
+impl AppState {
+    /// The price table in force now; a request keeps the table it started with.
+    pub fn price_table(&self) -> Arc<PriceTable> {
+        match self.prices.read() {
+            Ok(table) => Arc::clone(&table),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the price table for requests that start from now on.
+    pub fn replace_prices(&self, table: PriceTable) {
+        let table = Arc::new(table);
+        match self.prices.write() {
+            Ok(mut current) => *current = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+    }
+}
+
+/// Builds the proxy router. Tests call this to serve the real app on a loopback port.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
+        .route("/v1/models", get(passthrough::forward))
+        .route("/v1/models/{model}", get(passthrough::forward));
+    for path in &state.config.pass_through_routes {
+        router = router.route(path, any(passthrough::forward_logged));
+    }
+    router.fallback(unknown_route).with_state(state)
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    metered::handle(state, Endpoint::ChatCompletions, request, Utc::now()).await
+}
+
+async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    metered::handle(state, Endpoint::Completions, request, Utc::now()).await
+}
+
+async fn embeddings(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    metered::handle(state, Endpoint::Embeddings, request, Utc::now()).await
+}
+
+async fn responses(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    metered::handle(state, Endpoint::Responses, request, Utc::now()).await
+}
+
+async fn unknown_route(request: Request) -> Response {
+    ProxyError::UnknownRoute {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
+    .into_response()
+}

@@ -1,0 +1,224 @@
+//! Streaming relay: upstream's SSE events reach the client as soon as each is complete,
+//! while a meter watches them. Only an incomplete event, the usage-only chunk the client did
+//! not ask for, and the terminator are held back; the terminator (`data: [DONE]`, or the
+//! terminal Responses event) is sent after the charge is recorded or the charge timeout passed.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::DisconnectPolicy;
+use crate::task::spawn_named;
+use crate::usage::{EventAction, SseFramer, StreamMeter, StreamSummary, Usage, UsageSource};
+
+use super::headers::client_response_headers;
+use super::ledger_step::{BilledUsage, Metering};
+use super::metered::{build_response, log_receipt};
+
+/// Largest single SSE event accepted from upstream.
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Events queued toward a slow client before tollgate stops reading upstream.
+const CLIENT_QUEUE: usize = 64;
+
+/// Starts relaying a 2xx streamed response and returns the client's response at once.
+pub fn relay(metering: Metering, upstream: reqwest::Response, client_wants_usage: bool, operator_key: bool) -> Response {
+    let status = upstream.status();
+    let headers = client_response_headers(upstream.headers(), operator_key);
+    let (sender, mut receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CLIENT_QUEUE);
+    let span = tracing::Span::current();
+    spawn_named(
+        "stream-relay",
+        tracing::Instrument::instrument(run(metering, upstream, client_wants_usage, sender), span),
+    );
+    let body = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    build_response(status, headers, Body::from_stream(body))
+}
+
+/// Why reading upstream stopped.
+enum End {
+    /// The body ended.
+    Complete,
+    /// A read failed, or upstream went silent or ran too long.
+    Failed(String),
+    /// The client left and the policy is to stop at once.
+    Stopped,
+}
+
+struct Client {
+    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    gone: bool,
+}
+
+impl Client {
+    async fn send(&mut self, bytes: Bytes) {
+        if !self.gone && self.sender.send(Ok(bytes)).await.is_err() {
+            self.gone = true;
+            tracing::info!("client disconnected mid-stream");
+        }
+    }
+}
+
+async fn run(
+    metering: Metering,
+    upstream: reqwest::Response,
+    client_wants_usage: bool,
+    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let config = &metering.state.config.upstream;
+    let policy = config.on_client_disconnect;
+    let (idle, drain) = (config.idle_timeout, config.drain_timeout);
+    let mut deadline = Instant::now() + config.max_stream_duration;
+
+    let mut client = Client { sender, gone: false };
+    let mut framer = SseFramer::with_max_event_bytes(MAX_EVENT_BYTES);
+    let mut meter = StreamMeter::new(metering.endpoint, client_wants_usage);
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut events: Vec<Bytes> = Vec::new();
+    let mut body = upstream.bytes_stream();
+
+    let end = loop {
+        let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
+        let next = tokio::select! {
+            biased;
+            _ = client.sender.closed(), if !client.gone => {
+                client.gone = true;
+                tracing::info!(policy = ?policy, "client disconnected mid-stream");
+                if policy == DisconnectPolicy::Stop {
+                    break End::Stopped;
+                }
+                deadline = deadline.min(Instant::now() + drain);
+                continue;
+            }
+            next = tokio::time::timeout(wait, body.next()) => next,
+        };
+        let chunk = match next {
+            Err(_) => break End::Failed(timeout_reason(deadline, idle)),
+            Ok(None) => break End::Complete,
+            Ok(Some(Err(error))) => break End::Failed(format!("upstream stream broke off: {error}")),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let mut framing_error = None;
+        for event in framer.push(&chunk) {
+            match event {
+                Ok(event) => events.push(event),
+                Err(error) => framing_error = Some(error),
+            }
+        }
+        if let Some(error) = framing_error {
+            break End::Failed(error.to_string());
+        }
+        let ready = classify(&mut meter, &mut events, &mut held);
+        if let Some(bytes) = ready {
+            client.send(bytes).await;
+        }
+    };
+
+    if let Ok(Some(tail)) = framer.finish() {
+        events.push(tail);
+        if let Some(bytes) = classify(&mut meter, &mut events, &mut held) {
+            client.send(bytes).await;
+        }
+    }
+    finish(metering, meter.finish(), end, client, held).await;
+}
+
+/// Runs the meter over complete events; returns the bytes to forward now and moves the
+/// terminator (and anything after it) to `held`.
+fn classify(meter: &mut StreamMeter, events: &mut Vec<Bytes>, held: &mut Vec<Bytes>) -> Option<Bytes> {
+    let mut forward: Option<BytesMut> = None;
+    let mut single: Option<Bytes> = None;
+    for event in events.drain(..) {
+        let action = meter.observe(&event);
+        if !held.is_empty() {
+            if action != EventAction::Drop {
+                held.push(event);
+            }
+            continue;
+        }
+        match action {
+            EventAction::Forward => match (&mut forward, single.take()) {
+                (Some(buffer), _) => buffer.extend_from_slice(&event),
+                (None, Some(first)) => {
+                    let mut buffer = BytesMut::with_capacity(first.len() + event.len());
+                    buffer.extend_from_slice(&first);
+                    buffer.extend_from_slice(&event);
+                    forward = Some(buffer);
+                }
+                (None, None) => single = Some(event),
+            },
+            EventAction::Drop => {}
+            EventAction::Terminal => held.push(event),
+        }
+    }
+    forward.map(BytesMut::freeze).or(single)
+}
+
+fn timeout_reason(deadline: Instant, idle: Duration) -> String {
+    if Instant::now() >= deadline {
+        "the stream exceeded its maximum duration".to_string()
+    } else {
+        format!("upstream sent nothing for {} s", idle.as_secs())
+    }
+}
+
+/// Charges what the stream used, then sends the held terminator and closes the stream.
+async fn finish(metering: Metering, summary: StreamSummary, end: End, mut client: Client, held: Vec<Bytes>) {
+    let disconnected = client.gone;
+    let failed = matches!(end, End::Failed(_));
+    if let End::Failed(reason) = &end {
+        tracing::warn!(%reason, saw_content = summary.saw_content, "upstream stream ended abnormally");
+    }
+
+    match billed_usage(&metering, &summary, &end, disconnected) {
+        Some(billed) => {
+            let receipt = metering.charge(billed).await;
+            log_receipt(&receipt);
+        }
+        None => {
+            tracing::info!("stream failed before any content; nothing billed");
+            metering.abandon();
+        }
+    }
+
+    for event in held {
+        client.send(event).await;
+    }
+    if failed && !summary.terminated {
+        // Both official SDKs raise on an error event, which tells the caller the answer is cut.
+        let event = Bytes::from_static(
+            b"data: {\"error\":{\"message\":\"the upstream stream ended before completion\",\"type\":\"upstream_error\",\"param\":null,\"code\":\"upstream_stream_interrupted\"}}\n\n",
+        );
+        client.send(event).await;
+    }
+}
+
+/// Decides what a stream is billed for. `None`: nothing was generated, nothing is billed.
+fn billed_usage(metering: &Metering, summary: &StreamSummary, end: &End, disconnected: bool) -> Option<BilledUsage> {
+    let stopped_early = matches!(end, End::Stopped);
+    let reported = summary.usage.clone().filter(|_| !stopped_early || summary.terminated);
+    let (usage, source) = match reported {
+        Some(usage) => (usage, UsageSource::Reported),
+        None if summary.saw_content || summary.terminated || stopped_early => {
+            let usage = Usage {
+                prompt_tokens: metering.estimate_prompt(),
+                completion_tokens: summary.streamed_text_tokens,
+                ..Usage::default()
+            };
+            (usage, UsageSource::Estimated)
+        }
+        None => return None,
+    };
+    Some(BilledUsage {
+        usage,
+        source,
+        response_model: summary.model.clone(),
+        service_tier: summary.service_tier.clone(),
+        client_disconnected: disconnected,
+    })
+}

@@ -1,0 +1,74 @@
+//! The HTTP client that calls upstream (OpenAI or a compatible API).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+use crate::config::UpstreamConfig;
+use crate::error::ProxyError;
+
+/// A keep-alive client for upstream with `TCP_NODELAY` and the configured connect timeout.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    base: String,
+    first_byte_timeout: Duration,
+}
+
+impl UpstreamClient {
+    pub fn new(config: &UpstreamConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        Ok(UpstreamClient {
+            http,
+            base: config.url.trim_end_matches('/').to_string(),
+            first_byte_timeout: config.first_byte_timeout,
+        })
+    }
+
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte_timeout
+    }
+
+    /// Sends a request and waits for the response headers, at most `first_byte_timeout`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<reqwest::Response, ProxyError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let request = self.http.request(method, url).headers(headers).body(body);
+        match tokio::time::timeout(self.first_byte_timeout, request.send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) if error.is_timeout() => Err(self.timeout_error()),
+            Ok(Err(error)) => Err(ProxyError::UpstreamUnreachable {
+                detail: describe(&error),
+            }),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    pub fn timeout_error(&self) -> ProxyError {
+        ProxyError::UpstreamTimeout {
+            seconds: self.first_byte_timeout.as_secs(),
+        }
+    }
+}
+
+/// A reqwest error with its chain of causes.
+pub fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,2 @@
+pub mod blnk;
+pub mod harness;
