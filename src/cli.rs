@@ -136,11 +136,13 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
 async fn serve(config: Config) -> Result<(), CliError> {
     crate::telemetry::init(config.log.format, &config.log.filter);
     let listen = config.listen;
+    let admin_listen = config.admin.listen;
     let state = crate::server::build_state(config).map_err(|e| CliError::Failed(e.to_string()))?;
     let listener = crate::server::bind(listen).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let admin = crate::server::bind(admin_listen).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let shutdown = CancellationToken::new();
     crate::task::spawn_named("signals", crate::server::watch_signals(shutdown.clone()));
-    crate::server::run(state, listener, shutdown)
+    crate::server::run_with_admin(state, listener, Some(admin), shutdown)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
 }

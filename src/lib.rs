@@ -7,6 +7,7 @@
 //! atomic bulk transaction through a durable outbox, and release the hold.
 
 pub mod accounts;
+pub mod admin;
 pub mod billing;
 pub mod cli;
 pub mod config;

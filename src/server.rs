@@ -69,6 +69,16 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
 
 /// Serves until `shutdown` is cancelled, then drains within the grace period.
 pub async fn run(state: Arc<AppState>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    run_with_admin(state, listener, None, shutdown).await
+}
+
+/// Like [`run`], and also serves the admin listener when one is given.
+pub async fn run_with_admin(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let config = Arc::clone(&state.config);
     let worker_settings = WorkerSettings {
         backoff: Backoff {
@@ -94,6 +104,19 @@ pub async fn run(state: Arc<AppState>, listener: TcpListener, shutdown: Cancella
     });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await });
     let serving = spawn_named("proxy-listener", async move { server.await });
+    if let Some(admin) = admin {
+        tracing::info!(listen = %admin.local_addr()?, admin_api = config.admin.token.is_some(), "admin listener serving");
+        let admin_app = crate::admin::router(Arc::clone(&state));
+        let stop = shutdown.clone();
+        spawn_named("admin-listener", async move {
+            let served = axum::serve(admin, admin_app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "admin listener failed");
+            }
+        });
+    }
 
     shutdown.cancelled().await;
     tracing::info!(grace_s = config.shutdown_grace.as_secs(), "shutting down: no new requests; waiting for requests in flight");

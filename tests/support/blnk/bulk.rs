@@ -165,6 +165,9 @@ fn apply_in_order(store: &mut Store, request: &BulkRequest, batch_id: &str) -> R
 }
 
 fn queue_each(store: &mut Store, request: &BulkRequest, batch_id: &str) {
+    // NOTE: an item's own `"atomic": true` is not modelled. In Blnk it makes the workers
+    // refund the item's siblings when the item is rejected, but here queued legs never
+    // compensate each other.
     for (index, item) in request.items.iter().enumerate() {
         let posting = leg_posting(item, batch_id, index + 1, request.inflight);
         enqueue(store, &posting, Some(batch_id));

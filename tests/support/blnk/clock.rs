@@ -7,7 +7,7 @@ use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 /// A manual clock that also hands out row timestamps.
 ///
 /// Postgres gives every row its own microsecond timestamp, and Blnk's listings sort by it.
-/// The fake keeps that property while the clock stands still: each stamp is the clock's time,
+/// The fake keeps that property while the clock does not move: each stamp is the clock's time,
 /// or one microsecond after the previous stamp when the clock has not moved past it.
 #[derive(Debug)]
 pub struct Clock {
@@ -43,8 +43,8 @@ impl Clock {
         self.last_stamp = None;
     }
 
-    /// The clock's time, or the last row stamp when that is later. A read "as of now" uses
-    /// it so that it sees every row written while the clock stood still.
+    /// Returns the clock's time, or the last row stamp when that is later. A read "as of now" uses
+    /// it so that it includes every row written while the clock stood still.
     pub fn latest(&self) -> DateTime<Utc> {
         self.last_stamp.map_or(self.now, |last| last.max(self.now))
     }

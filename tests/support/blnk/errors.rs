@@ -1,13 +1,13 @@
 //! Blnk's error envelope and the reply type every endpoint returns.
 //!
-//! Blnk 0.15 answers every error as `{"<legacy key>": "<text>", "error_detail": {"code",
+//! Blnk 0.15 sends every error as `{"<legacy key>": "<text>", "error_detail": {"code",
 //! "message", "details"?}}`. The legacy key is `error` on most endpoints and `errors` on
 //! validation failures of transactions, balances and ledgers.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-/// A finished HTTP answer: status code, content type and body bytes.
+/// A finished HTTP response: status code, content type and body bytes.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
@@ -15,7 +15,7 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// An error answer in Blnk's envelope.
+/// An error response in Blnk's envelope.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: u16,
@@ -44,7 +44,7 @@ impl Reply {
         }
     }
 
-    /// Gin's plain-text answer for a route that does not exist.
+    /// Builds Gin's plain-text response for a route that does not exist.
     pub fn route_not_found() -> Reply {
         Reply {
             status: 404,
@@ -171,7 +171,7 @@ pub fn classify_message(message: &str) -> Option<&'static str> {
         .map(|(_, code)| *code)
 }
 
-/// Builds the answer for an injected fault status, using the catalogue code Blnk sends with
+/// Builds the response for an injected fault status, using the catalogue code Blnk sends with
 /// that status and `GEN_INTERNAL` for statuses Blnk has no code for.
 pub fn injected_status(status: u16) -> Reply {
     let (code, message) = match status {

@@ -1,19 +1,19 @@
-//! Fault injection: make the fake fail, stall or lose its answer for chosen requests.
+//! Fault injection: make the fake fail, stall or lose its response for chosen requests.
 
 use std::time::Duration;
 
 /// A failure to act out for matching requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// Answer this HTTP status with a Blnk-shaped error body; nothing is written.
+    /// Respond with this HTTP status and a Blnk-shaped error body. Nothing is written.
     Status(u16),
-    /// Wait this long, then answer 500 `GEN_INTERNAL`; nothing is written.
+    /// Wait this long, then respond 500 `GEN_INTERNAL`. Nothing is written.
     Hang(Duration),
-    /// Apply the request, then answer this status instead of the real answer.
+    /// Apply the request, then respond with this status instead of the real response.
     ApplyThenFail(u16),
-    /// Apply the request, wait this long, then send the real answer.
+    /// Apply the request, wait this long, then send the real response.
     ApplyThenHang(Duration),
-    /// Answer every request with 503 until `FakeBlnk::clear_faults`; nothing is written.
+    /// Respond 503 to every request until `FakeBlnk::clear_faults`. Nothing is written.
     Down,
 }
 
@@ -29,7 +29,7 @@ pub struct Injection {
 
 impl Fault {
     /// Limits the fault to requests with `method` (for example `"POST"`) whose path starts
-    /// with `path_prefix`. It applies once unless `Injection::times` says otherwise.
+    /// with `path_prefix`. It applies once unless `Injection::times` sets a count.
     pub fn on(self, method: &str, path_prefix: &str) -> Injection {
         Injection {
             fault: self,

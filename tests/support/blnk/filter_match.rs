@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::filters::{Condition, FieldValue, Operator};
 use super::values::{decimal_from_number, parse_time};
 
-/// Whether a condition holds for a field's stored values. Several values come from virtual
+/// Tests a condition against a field's stored values. Several values come from virtual
 /// fields such as `balance_id` (source or destination): `ne` and `isnull` must hold for all
 /// of them, the other operators for one.
 pub fn condition_holds(condition: &Condition, values: &[FieldValue]) -> bool {
@@ -108,7 +108,7 @@ fn stored_text(stored: &FieldValue) -> Option<String> {
     }
 }
 
-/// The text Postgres' `->>` gives for a JSON value.
+/// Returns the text Postgres' `->>` gives for a JSON value.
 fn json_text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),

@@ -1,17 +1,17 @@
-//! Holds: `PUT /transactions/inflight/{id}` and the bulk commit and void endpoints.
+//! Holds: settling one hold, and `PUT /transactions/inflight/{id}`.
 //!
 //! A hold row keeps status `INFLIGHT` for ever. A commit writes an `APPLIED` child for the
 //! committed part, a void writes a `VOID` child for the rest, and the hold remembers both so
 //! that a later action gets Blnk's conflict errors.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::errors::{ApiError, Reply};
 use super::records::{Txn, TxnStyle};
 use super::store::{Movement, Store, new_hash};
 use super::values::{
-    WrongType, bool_field, integer_field, new_id, number_field, string_field, to_minor_units,
-    two_decimals,
+    WrongType, bool_field, integer_field, new_id, number_field, string_field, to_major_units,
+    to_minor_units, two_decimals,
 };
 use super::views::TxnStatus;
 use super::workers::{InflightJob, Job};
@@ -106,7 +106,7 @@ fn checked_amount(hold: &Txn, action: InflightAction, amount: i128) -> Result<i1
         return Err("commit amount cannot be negative".to_owned());
     }
     let currency = &hold.currency;
-    let requested = two_decimals(super::values::to_major_units(amount, hold.precision));
+    let requested = two_decimals(to_major_units(amount, hold.precision));
     if amount > hold.precise {
         let original = two_decimals(hold.major_amount());
         return Err(format!(
@@ -114,7 +114,7 @@ fn checked_amount(hold: &Txn, action: InflightAction, amount: i128) -> Result<i1
         ));
     }
     if amount > remaining {
-        let available = two_decimals(super::values::to_major_units(remaining, hold.precision));
+        let available = two_decimals(to_major_units(remaining, hold.precision));
         return Err(format!(
             "cannot commit more than the remaining amount. Available: {currency}{available}, Requested: {currency}{requested}"
         ));
@@ -175,7 +175,7 @@ fn settle_now(store: &mut Store, id: &str, action: InflightAction, amount: i128)
     }
 }
 
-/// Accepts an action for the workers after Blnk's cheap checks, answering with the hold.
+/// Accepts an action for the workers after Blnk's cheap checks and responds with the hold.
 fn queue_action(store: &mut Store, id: &str, action: InflightAction, amount: i128) -> Reply {
     match accept_queued_action(store, id, action, amount) {
         Ok(hold) => {
@@ -187,7 +187,7 @@ fn queue_action(store: &mut Store, id: &str, action: InflightAction, amount: i12
     }
 }
 
-fn accept_queued_action(
+pub fn accept_queued_action(
     store: &mut Store,
     id: &str,
     action: InflightAction,
@@ -226,8 +226,8 @@ fn has_pending_action(store: &Store, holds: &[String]) -> bool {
     })
 }
 
-/// The `INFLIGHT` rows an id names: the hold itself, the legs of a bulk, or the applied
-/// child of a queued hold.
+/// Returns the `INFLIGHT` rows an id names: the hold itself, the legs of a bulk, or the
+/// applied child of a queued hold.
 fn hold_targets(store: &Store, id: &str) -> Vec<String> {
     store
         .txns()
@@ -246,164 +246,9 @@ fn hold_targets(store: &Store, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// `POST /transactions/inflight/bulk/commit` and `.../bulk/void`: each item on its own.
-pub fn bulk_inflight(store: &mut Store, action: InflightAction, body: &Value) -> Reply {
-    let (items, skip_queue) = match bulk_items(action, body) {
-        Ok(parsed) => parsed,
-        Err(error) => return error.into(),
-    };
-    let mut succeeded = 0;
-    let mut failed = 0;
-    let mut results = Vec::new();
-    for (id, amount) in items {
-        let amount = match amount {
-            AmountSpec::Minor(minor) => minor,
-            AmountSpec::Major(major) => {
-                to_minor_units(major, hold_precision(store, &id)).unwrap_or(0)
-            }
-        };
-        let outcome = if skip_queue {
-            settle_hold(store, &id, action, amount, new_id("ref"))
-                .map(|_| json!({"transaction_id": id, "status": "succeeded"}))
-                .map_err(|cause| (inflight_code(&cause), cause))
-        } else {
-            queued_bulk_item(store, &id, action, amount)
-        };
-        match outcome {
-            Ok(result) => {
-                succeeded += 1;
-                results.push(result);
-            }
-            Err((code, message)) => {
-                failed += 1;
-                results.push(json!({"transaction_id": id, "status": "failed", "code": code, "message": message}));
-            }
-        }
-    }
-    Reply::json(
-        200,
-        &json!({"succeeded": succeeded, "failed": failed, "results": results}),
-    )
-}
-
-fn queued_bulk_item(
-    store: &mut Store,
-    id: &str,
-    action: InflightAction,
-    amount: i128,
-) -> Result<Value, (&'static str, String)> {
-    match accept_queued_action(store, id, action, amount) {
-        Ok(_) => Ok(json!({"transaction_id": id, "status": "queued", "code": "QUEUED"})),
-        Err(error) if error.code == "GEN_CONFLICT" => Ok(json!({
-            "transaction_id": id, "status": "queued", "code": "ALREADY_QUEUED", "message": error.message
-        })),
-        Err(error) => Err((inflight_code(&error.message), error.message)),
-    }
-}
-
-/// Blnk's per-item failure codes of the bulk inflight endpoints.
-fn inflight_code(cause: &str) -> &'static str {
-    if cause.contains("not found") {
-        "NOT_FOUND"
-    } else if cause.contains("has already been voided") {
-        "ALREADY_VOIDED"
-    } else if cause.contains("Transaction already committed") {
-        "ALREADY_COMMITTED"
-    } else if cause.contains("not in inflight status") {
-        "NOT_INFLIGHT"
-    } else if cause.contains("cannot commit more than") {
-        "INVALID_AMOUNT"
-    } else {
-        "INTERNAL_ERROR"
-    }
-}
-
-enum AmountSpec {
-    Minor(i128),
-    Major(rust_decimal::Decimal),
-}
-
-fn bulk_items(
-    action: InflightAction,
-    body: &Value,
-) -> Result<(Vec<(String, AmountSpec)>, bool), ApiError> {
-    let malformed = |field: &str| {
-        ApiError::new(
-            "GEN_MALFORMED_REQUEST",
-            format!("json: cannot unmarshal the value of field {field}"),
-        )
-    };
-    let Value::Object(object) = body else {
-        return Err(malformed("body"));
-    };
-    let skip_queue = bool_field(object, "skip_queue").map_err(|wrong| malformed(&wrong.field))?;
-    let (key, items) = match action {
-        InflightAction::Commit => (
-            "transactions",
-            commit_items(object).map_err(|wrong| malformed(&wrong.field))?,
-        ),
-        InflightAction::Void => (
-            "transaction_ids",
-            void_items(object).map_err(|wrong| malformed(&wrong.field))?,
-        ),
-    };
-    if items.is_empty() {
-        return Err(ApiError::new(
-            "TXN_BULK_EMPTY",
-            format!("{key} cannot be empty"),
-        ));
-    }
-    if items.len() > 100 {
-        return Err(ApiError::new(
-            "TXN_BULK_LIMIT_EXCEEDED",
-            format!("too many {key}; max is 100"),
-        ));
-    }
-    Ok((items, skip_queue))
-}
-
-fn commit_items(object: &Map<String, Value>) -> Result<Vec<(String, AmountSpec)>, WrongType> {
-    let mut items = Vec::new();
-    for item in array_field(object, "transactions")? {
-        let Value::Object(item) = item else {
-            return Err(WrongType {
-                field: "transactions".into(),
-            });
-        };
-        let id = string_field(item, "transaction_id")?;
-        let amount = match integer_field(item, "precise_amount")? {
-            Some(minor) if minor != 0 => AmountSpec::Minor(minor),
-            _ => AmountSpec::Major(number_field(item, "amount")?.unwrap_or_default()),
-        };
-        items.push((id, amount));
-    }
-    Ok(items)
-}
-
-fn void_items(object: &Map<String, Value>) -> Result<Vec<(String, AmountSpec)>, WrongType> {
-    array_field(object, "transaction_ids")?
-        .iter()
-        .map(|id| match id {
-            Value::String(id) => Ok((id.clone(), AmountSpec::Minor(0))),
-            _ => Err(WrongType {
-                field: "transaction_ids".into(),
-            }),
-        })
-        .collect()
-}
-
-fn array_field<'a>(object: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], WrongType> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(WrongType {
-            field: key.to_owned(),
-        }),
-    }
-}
-
-/// The precision Blnk uses to scale a major-unit commit amount: the hold's own, else 1.
-fn hold_precision(store: &Store, id: &str) -> u64 {
+/// Returns the precision Blnk uses to scale a major-unit commit amount: the hold's own,
+/// else 1.
+pub fn hold_precision(store: &Store, id: &str) -> u64 {
     store.txn(id).map_or(1, |txn| txn.precision)
 }
 

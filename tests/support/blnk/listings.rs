@@ -1,13 +1,14 @@
 //! The filter and list endpoints of the four collections.
 //!
-//! Empty results differ by collection, as in Blnk: transactions answer `[]`, while balances,
-//! ledgers and identities answer `null`.
+//! Empty results differ by collection, as in Blnk: transactions return `[]`, while balances,
+//! ledgers and identities return `null`.
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::errors::Reply;
-use super::filters::{FieldValue, FilterQuery, Table, meta_value, text_value};
+use super::filter_rules::Table;
+use super::filters::{FieldValue, FilterQuery, meta_value, text_value};
 use super::records::{Balance, BalanceStyle, Identity, Ledger, Txn, TxnStyle};
 use super::store::Store;
 

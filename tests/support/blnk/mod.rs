@@ -2,23 +2,22 @@
 //! after it), for tests and for trying tollgate offline. It is an emulator: it keeps all
 //! state in memory and must never hold real money.
 //!
-//! It answers every endpoint tollgate uses with Blnk's status codes, error codes, messages
-//! and figures: ledgers, identities, balances (with `@` internal balances), transactions
-//! (synchronous with `skip_queue`, or queued), atomic bulk postings with their queued
-//! refunds, holds with commit, void and expiry, overdraft limits that count holds, duplicate
-//! references, and the filter endpoints.
+//! It serves every endpoint tollgate uses with Blnk's status codes, error codes, messages
+//! and figures. That covers ledgers, identities, balances (with `@` internal balances) and
+//! transactions, whether synchronous (`skip_queue`) or queued. It also covers atomic bulk
+//! postings with their queued refunds, holds with commit, void and expiry, overdraft limits
+//! that count holds, duplicate references and the filter endpoints.
 //!
 //! Two things Blnk does on its own happen here only on request, so that tests are
-//! deterministic: time moves with [`FakeBlnk::advance`] or [`FakeBlnk::set_now`], and the
+//! deterministic. Time moves with [`FakeBlnk::advance`] or [`FakeBlnk::set_now`], and the
 //! work of Blnk's `workers` process (queued rows, refunds, queued commits and voids, hold
 //! expiry) runs in [`FakeBlnk::run_workers`].
 //!
 //! ```ignore
 //! let blnk = FakeBlnk::start().await;
-//! let client = tollgate_client_for(blnk.url());
-//! // ... post a charge through tollgate ...
+//! // Point tollgate's BLNK_URL at blnk.url() and send it a request, then:
 //! blnk.run_workers();
-//! assert_eq!(blnk.balance(&wallet).balance, -1_234_567);
+//! let revenue = blnk.balance_by_indicator("@Revenue-USD", "USD");
 //! ```
 
 // Each test crate includes this module and uses a different part of it.
@@ -30,8 +29,10 @@ mod entities;
 mod errors;
 mod faults;
 mod filter_match;
+mod filter_rules;
 mod filters;
 mod inflight;
+mod inflight_bulk;
 mod listings;
 mod posting;
 mod records;
@@ -116,7 +117,8 @@ impl FakeBlnk {
         self.address
     }
 
-    /// The fake's clock. It starts at the wall-clock time and then moves only on request.
+    /// Returns the fake's clock, which starts at the wall-clock time and then moves only on
+    /// request.
     pub fn now(&self) -> DateTime<Utc> {
         self.shared.lock().store.clock.now()
     }
@@ -137,7 +139,7 @@ impl FakeBlnk {
         workers::run_workers(&mut self.shared.lock().store)
     }
 
-    /// A balance by id.
+    /// Returns a balance by id.
     ///
     /// # Panics
     /// When no balance has that id; use [`FakeBlnk::try_balance`] to check first.
@@ -152,8 +154,8 @@ impl FakeBlnk {
         self.shared.lock().store.balance(id).map(BalanceView::from)
     }
 
-    /// An internal balance such as `@Revenue-USD` in `USD`; `None` until a transaction
-    /// has used it.
+    /// Returns an internal balance such as `@Revenue-USD` in `USD`, or `None` until a
+    /// transaction has used it.
     pub fn balance_by_indicator(&self, indicator: &str, currency: &str) -> Option<BalanceView> {
         let state = self.shared.lock();
         state
@@ -162,7 +164,7 @@ impl FakeBlnk {
             .map(BalanceView::from)
     }
 
-    /// Every transaction row, in the order they were written.
+    /// Returns every transaction row, in the order they were written.
     pub fn transactions(&self) -> Vec<TxnView> {
         self.shared
             .lock()
@@ -173,7 +175,7 @@ impl FakeBlnk {
             .collect()
     }
 
-    /// The rows whose reference starts with `prefix`, in the order they were written.
+    /// Returns the rows whose reference starts with `prefix`, in the order they were written.
     pub fn transactions_with_reference_prefix(&self, prefix: &str) -> Vec<TxnView> {
         let state = self.shared.lock();
         let rows = state
@@ -185,7 +187,7 @@ impl FakeBlnk {
     }
 
     /// Counts the requests received with `method` (any case) whose path starts with
-    /// `path_prefix`, including those answered by an injected fault or an auth error.
+    /// `path_prefix`, including those that got an injected fault or an auth error.
     pub fn request_count(&self, method: &str, path_prefix: &str) -> usize {
         let state = self.shared.lock();
         let matching = state.requests.iter().filter(|(sent_method, path)| {

@@ -54,7 +54,7 @@ impl Posting {
         }
     }
 
-    /// The amount Blnk prints in a bulk failure: the request's `amount`, or the converted
+    /// Returns the amount Blnk prints in a bulk failure: the request's `amount`, or the converted
     /// amount once the failing step had converted it, else zero.
     pub fn amount_for_message(&self, refusal: &Refusal) -> Decimal {
         if let Some(amount) = self.amount {
@@ -79,7 +79,7 @@ impl Posting {
 }
 
 impl Refusal {
-    /// The error text Blnk produces for this refusal.
+    /// Returns the error text Blnk produces for this refusal.
     pub fn cause(&self, reference: &str) -> String {
         match self {
             Refusal::DuplicateReference => {
@@ -161,9 +161,9 @@ pub fn apply_now(store: &mut Store, posting: &mut Posting) -> Result<String, Ref
     Ok(store.insert_txn(row).id.clone())
 }
 
-/// Queues a posting for the workers and returns the row the API answers with.
+/// Queues a posting for the workers and returns the row for the API response.
 ///
-/// Like Blnk, the answer is built before anything is checked: a reused reference or an
+/// Like Blnk, the response row is built before anything is checked: a reused reference or an
 /// unknown balance id leaves no row at all, so the returned id then never exists.
 /// `queued_parent` becomes `meta_data.QUEUED_PARENT_TRANSACTION`; `None` means the row itself.
 pub fn enqueue(store: &mut Store, posting: &Posting, queued_parent: Option<&str>) -> Txn {
@@ -176,7 +176,7 @@ pub fn enqueue(store: &mut Store, posting: &Posting, queued_parent: Option<&str>
         Value::from(parent_marker),
     );
 
-    let answer = Txn {
+    let response_row = Txn {
         id,
         parent: posting.parent.clone(),
         reference: posting.reference.clone(),
@@ -195,21 +195,21 @@ pub fn enqueue(store: &mut Store, posting: &Posting, queued_parent: Option<&str>
         committed: 0,
         voided: false,
     };
-    store_queued_row(store, posting, &answer);
-    answer
+    store_queued_row(store, posting, &response_row);
+    response_row
 }
 
-fn store_queued_row(store: &mut Store, posting: &Posting, answer: &Txn) {
-    if store.reference_used(&answer.reference) {
+fn store_queued_row(store: &mut Store, posting: &Posting, response_row: &Txn) {
+    if store.reference_used(&response_row.reference) {
         return;
     }
-    let source = store.resolve_endpoint(&answer.source, &answer.currency);
-    let destination = store.resolve_endpoint(&answer.destination, &answer.currency);
+    let source = store.resolve_endpoint(&response_row.source, &response_row.currency);
+    let destination = store.resolve_endpoint(&response_row.destination, &response_row.currency);
     if store.balance(&source).is_none() || store.balance(&destination).is_none() {
         return;
     }
 
-    let mut row = answer.clone();
+    let mut row = response_row.clone();
     let pair_key = format!("{source}|{destination}|{}", row.currency);
     row.meta.insert("queue_lane".into(), Value::from("normal"));
     row.meta

@@ -1,9 +1,9 @@
 //! The rows the fake stores (ledgers, identities, balances, transactions) and their JSON forms.
 //!
-//! Blnk renders one transaction row differently depending on how it is read: a create
-//! response echoes the request's flags, listings show the stored flags, and the reads by id
-//! and by reference omit `effective_date` (by reference also reports `precision: 0` and an
-//! empty `hash`).
+//! Blnk renders one transaction row differently depending on how it is read. A create
+//! response echoes the request's flags, while listings show the stored flags. The reads by id
+//! and by reference omit `effective_date`, and the read by reference also reports
+//! `precision: 0` and an empty `hash`.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::values::{ZERO_TIME, format_time, number_value, to_major_units};
 use super::views::TxnStatus;
 
-/// Id of the ledger that Blnk creates at start and that holds every `@` balance.
+/// Id of the ledger that Blnk creates at start and that contains every `@` balance.
 pub const GENERAL_LEDGER_ID: &str = "general_ledger_id";
 
 /// String fields of an identity, always present in its JSON (empty when unset).
@@ -63,6 +63,9 @@ pub struct Balance {
     pub debit: i128,
     pub inflight_credit: i128,
     pub inflight_debit: i128,
+    /// Write counter: 1 after creation, plus one per movement or metadata update.
+    /// NOTE: Blnk's own counter differs by one or two in places, so tests should not
+    /// compare it.
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub meta: Option<Map<String, Value>>,
@@ -272,7 +275,7 @@ impl Balance {
 }
 
 impl Txn {
-    /// The hold amount not yet committed or released.
+    /// Returns the hold amount not yet committed or released.
     pub fn remaining(&self) -> i128 {
         if self.voided {
             0
@@ -338,7 +341,7 @@ impl Txn {
 }
 
 impl TxnJson<'_> {
-    /// Marks the answer of an inflight action that was queued rather than applied.
+    /// Marks the response to an inflight action that was queued rather than applied.
     pub fn mark_queued(mut self) -> Self {
         self.queued = Some(true);
         self

@@ -108,7 +108,7 @@ impl TxnRequest {
         Err(ApiError::new("TXN_VALIDATION_ERROR", ozzo_text(&errors)).legacy_errors())
     }
 
-    /// The integer precision, with 0 meaning 1 as in Blnk. Call after `validate`.
+    /// Returns the integer precision, with 0 meaning 1 as in Blnk. Call after `validate`.
     pub fn precision(&self) -> u64 {
         let precision = u64::try_from(self.precision).unwrap_or(1);
         precision.max(1)

@@ -6,7 +6,8 @@ use serde_json::Value;
 use super::bulk::post_bulk;
 use super::entities;
 use super::errors::{ApiError, Reply};
-use super::inflight::{InflightAction, bulk_inflight, put_inflight};
+use super::inflight::{InflightAction, put_inflight};
+use super::inflight_bulk::bulk_inflight;
 use super::listings::{self, Source};
 use super::store::Store;
 use super::transactions::{get_by_reference, get_transaction, post_transaction};
@@ -94,7 +95,8 @@ fn dispatch_entities(store: &mut Store, request: &Request<'_>, segments: &[&str]
     }
 }
 
-/// Parses the JSON body, answering Blnk's malformed-request error when it is not JSON.
+/// Parses the JSON body and passes it to `handle`, or returns Blnk's malformed-request error
+/// when the body is not JSON.
 fn with_body(request: &Request<'_>, handle: impl FnOnce(&Value) -> Reply) -> Reply {
     match serde_json::from_slice::<Value>(request.body) {
         Ok(body) => handle(&body),

@@ -67,8 +67,8 @@ pub fn spawn_server(listener: TcpListener, shared: Arc<Shared>) -> JoinHandle<()
         .fallback(handle)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared);
-    // The fake is test and emulator code outside the library, so it cannot use the
-    // library's named-task helper; the handle owns this task and aborts it on drop.
+    // The fake lives outside the library, so it cannot use the library's named-task helper.
+    // The `FakeBlnk` handle owns this task and aborts it on drop.
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
@@ -84,7 +84,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let plan = plan_answer(&shared, method.as_str(), &uri, &headers, &body);
+    let plan = plan_response(&shared, method.as_str(), &uri, &headers, &body);
     let reply = match plan {
         Plan::Answer(reply) => reply,
         Plan::AnswerAfter(delay, reply) => {
@@ -101,8 +101,14 @@ async fn handle(
         .into_response()
 }
 
-/// Decides the answer under the lock, applying the request when no fault prevents it.
-fn plan_answer(shared: &Shared, method: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Plan {
+/// Decides the response under the lock, and applies the request unless a fault prevents it.
+fn plan_response(
+    shared: &Shared,
+    method: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Plan {
     let path = uri.path();
     let mut state = shared.lock();
     state.requests.push((method.to_owned(), path.to_owned()));

@@ -12,7 +12,7 @@ use super::records::{Balance, GENERAL_LEDGER_ID, Identity, Ledger, Txn};
 use super::values::{new_id, to_minor_units};
 use super::workers::Job;
 
-/// Everything the fake server knows. Guarded by one mutex; no method awaits.
+/// The whole state of the fake server. One mutex guards it, and no method awaits.
 #[derive(Debug)]
 pub struct Store {
     pub clock: Clock,
@@ -104,9 +104,9 @@ impl Store {
         &self.balances[index]
     }
 
-    /// Resolves a source or destination: an `@Name` becomes the id of its internal balance
-    /// for `currency`, created in the general ledger on first use; anything else is returned
-    /// as given.
+    /// Resolves a source or destination. An `@Name` becomes the id of its internal balance
+    /// for `currency`, which is created in the general ledger on first use. Any other name is
+    /// returned as given.
     pub fn resolve_endpoint(&mut self, name: &str, currency: &str) -> String {
         if !name.starts_with('@') {
             return name.to_owned();
@@ -268,7 +268,7 @@ impl Store {
     }
 }
 
-/// A stand-in for Blnk's SHA-256 row hash: 64 hex digits, unique per row.
+/// Returns a stand-in for Blnk's SHA-256 row hash: 64 hex digits, unique per row.
 pub fn new_hash() -> String {
     format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }

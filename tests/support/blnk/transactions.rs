@@ -27,12 +27,12 @@ pub fn post_transaction(store: &mut Store, body: &Value) -> Reply {
         return preview(store, &request, posting);
     }
     if !request.skip_queue {
-        let answer = enqueue(store, &posting, None);
+        let response_row = enqueue(store, &posting, None);
         let echo = echo_of(
             &request,
             Some((request.source.clone(), request.destination.clone())),
         );
-        return Reply::json(201, &answer.to_json(&TxnStyle::Created(echo)));
+        return Reply::json(201, &response_row.to_json(&TxnStyle::Created(echo)));
     }
     apply_single(store, &request, posting)
 }
@@ -50,7 +50,7 @@ fn apply_single(store: &mut Store, request: &TxnRequest, mut posting: Posting) -
     }
 }
 
-/// The error a single synchronous post answers with for a refusal.
+/// Builds the error response of a single synchronous post for a refusal.
 pub fn single_error(refusal: &Refusal, reference: &str) -> ApiError {
     let cause = refusal.cause(reference);
     match refusal {
@@ -71,8 +71,8 @@ fn echo_of(request: &TxnRequest, endpoints: Option<(String, String)>) -> Echo {
     }
 }
 
-/// Answers a dry run: the projected figures of both balances, or the rejection a real post
-/// would meet. Nothing is written and no `@` balance is created.
+/// Responds to a dry run with the projected figures of both balances, or with the rejection
+/// a real post would meet. Nothing is written and no `@` balance is created.
 fn preview(store: &Store, request: &TxnRequest, posting: Posting) -> Reply {
     let source = project_endpoint(store, &posting.source, &posting.currency);
     let destination = project_endpoint(store, &posting.destination, &posting.currency);
@@ -131,7 +131,7 @@ fn preview(store: &Store, request: &TxnRequest, posting: Posting) -> Reply {
     Reply::json(200, &body)
 }
 
-/// A balance for a projection: the stored one, or a zero balance standing in for an `@`
+/// Finds the balance to project: the stored one, or a zero balance in place of an `@`
 /// balance that a real post would create.
 fn project_endpoint(store: &Store, name: &str, currency: &str) -> Result<Balance, String> {
     if let Some(balance) = store.balance(name) {

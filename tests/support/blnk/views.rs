@@ -17,7 +17,7 @@ pub enum TxnStatus {
     Rejected,
 }
 
-/// A balance as it stands. Figures are integers in the minor units the writers used.
+/// A copy of a balance. Figures are integers in the minor units the writers used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceView {
     pub balance_id: String,

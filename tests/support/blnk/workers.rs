@@ -53,7 +53,7 @@ pub struct WorkerReport {
     pub expired_holds: usize,
 }
 
-/// Handles every queued job in arrival order, then expires the holds that are due.
+/// Handles every queued job in arrival order, then voids each hold whose expiry is due.
 pub fn run_workers(store: &mut Store) -> WorkerReport {
     let mut report = WorkerReport::default();
     while let Some(job) = store.jobs.pop_front() {
