@@ -756,7 +756,7 @@ impl Bench {
 
     /// Tops up a USD wallet from `@World-USD`.
     async fn fund(&self, wallet: &str, nano_usd: i64) {
-        let reference = format!("topup-{}", uuid_like());
+        let reference = format!("topup-{}", next_reference_number());
         let (status, answer) = self
             .post("/transactions", top_up(wallet, nano_usd, &reference))
             .await;
@@ -782,13 +782,10 @@ fn message(answer: &Value) -> &str {
         .unwrap_or_default()
 }
 
-fn uuid_like() -> String {
-    format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos())
-    )
+/// Returns a reference suffix that is new in this test process.
+fn next_reference_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Builds a synchronous USD posting from `source` to `@Revenue-USD` at precision 1e9.
@@ -1319,8 +1316,8 @@ async fn amounts_are_validated_like_blnk() {
         (
             with("precision", json!(1.5)),
             400,
-            "TXN_PRECISION_NOT_INTEGER",
-            "precision must be an integer value",
+            "TXN_VALIDATION_ERROR",
+            "amount: either amount or precise_amount is required; precision: precision must be an integer value.",
         ),
     ];
     for (body, status, expected_code, expected_message) in cases {

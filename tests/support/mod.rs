@@ -5,3 +5,4 @@
 pub mod blnk;
 pub mod harness;
 pub mod cases;
+pub mod stream_server;

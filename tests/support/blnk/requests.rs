@@ -84,10 +84,9 @@ impl TxnRequest {
         if let Some(message) = self.amount_problem() {
             errors.insert("amount", message);
         }
+        // Blnk has a TXN_PRECISION_NOT_INTEGER code, but this path reports the precision
+        // check like every other field, under TXN_VALIDATION_ERROR.
         if let Some(message) = self.precision_problem() {
-            if message == PRECISION_NOT_INTEGER {
-                return Err(ApiError::new("TXN_PRECISION_NOT_INTEGER", message));
-            }
             errors.insert("precision", message);
         }
         for (field, value) in [
@@ -165,7 +164,7 @@ impl TxnRequest {
 
     fn precision_problem(&self) -> Option<String> {
         if !self.precision.fract().is_zero() {
-            return Some(PRECISION_NOT_INTEGER.to_owned());
+            return Some("precision must be an integer value".to_owned());
         }
         if self.precision.is_sign_negative() && !self.precision.is_zero() {
             return Some("precision cannot be negative".to_owned());
@@ -204,8 +203,6 @@ impl TxnRequest {
         }
     }
 }
-
-const PRECISION_NOT_INTEGER: &str = "precision must be an integer value";
 
 fn has_items(object: &Map<String, Value>, key: &str) -> Result<bool, WrongType> {
     match object.get(key) {
