@@ -70,11 +70,11 @@ impl StreamServer {
     }
 
     pub fn bodies(&self) -> Vec<Vec<u8>> {
-        self.seen.lock().unwrap().bodies.clone()
+        self.seen.lock().expect("stream server state").bodies.clone()
     }
 
     pub fn pieces_written(&self) -> usize {
-        self.seen.lock().unwrap().pieces_written
+        self.seen.lock().expect("stream server state").pieces_written
     }
 }
 
@@ -83,7 +83,7 @@ async fn serve(mut socket: TcpStream, script: Script, seen: Arc<Mutex<Seen>>) {
     let Some(body) = read_request(&mut socket).await else {
         return;
     };
-    seen.lock().unwrap().bodies.push(body);
+    seen.lock().expect("stream server state").bodies.push(body);
     let head = format!(
         "HTTP/1.1 {} OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nx-request-id: req_stream\r\n\r\n",
         script.status
@@ -105,10 +105,10 @@ async fn serve(mut socket: TcpStream, script: Script, seen: Arc<Mutex<Seen>>) {
         chunk.extend_from_slice(piece);
         chunk.extend_from_slice(b"\r\n");
         if socket.write_all(&chunk).await.is_err() || socket.flush().await.is_err() {
-            seen.lock().unwrap().reader_gone = true;
+            seen.lock().expect("stream server state").reader_gone = true;
             return;
         }
-        seen.lock().unwrap().pieces_written += 1;
+        seen.lock().expect("stream server state").pieces_written += 1;
     }
     if script.break_after.is_none() {
         let _ = socket.write_all(b"0\r\n\r\n").await;

@@ -97,7 +97,12 @@ impl FakeBlnk {
 
     /// Starts a server on a free loopback port, requiring `key` when one is given.
     pub async fn try_start(key: Option<String>) -> std::io::Result<FakeBlnk> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        FakeBlnk::try_start_on(SocketAddr::from(([127, 0, 0, 1], 0)), key).await
+    }
+
+    /// Starts a server on `address`, requiring `key` when one is given.
+    pub async fn try_start_on(address: SocketAddr, key: Option<String>) -> std::io::Result<FakeBlnk> {
+        let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let shared = Arc::new(Shared::new(key));
         let task = spawn_server(listener, Arc::clone(&shared));
