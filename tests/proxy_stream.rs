@@ -312,3 +312,24 @@ async fn wait_for_secs(seconds: u64, mut condition: impl FnMut() -> bool) {
     }
     assert!(condition(), "condition not reached within {seconds} s");
 }
+
+#[tokio::test]
+async fn json_answer_to_stream_is_billed() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, ResponseTemplate};
+    let harness = Harness::start().await;
+    harness.postpaid("c1").await;
+    let case = Case::load("18-tiny-cost-exact-decimal");
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(case.upstream_json()))
+        .mount(&harness.upstream)
+        .await;
+    let mut body = case.request_body();
+    body["stream"] = json!(true);
+    let response = post_stream(&harness, "c1", &body).await;
+    assert_eq!(response.status(), 200);
+    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+    let received: Value = response.json().await.unwrap();
+    assert_eq!(received, case.upstream_json());
+    assert_eq!(charge_of(&harness.blnk, &id).usd_nanos(), case.expected_nanos());
+}
