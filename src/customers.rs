@@ -1,5 +1,10 @@
-//! Operator actions on customers, shared by the CLI and the admin API: onboarding, showing
-//! an account, and funding a wallet.
+//! Operator actions on customers, shared by the CLI and the admin API: onboarding, listing
+//! and showing accounts, changing billing terms, and funding a wallet with top-ups and
+//! payments.
+
+mod listing;
+
+pub use listing::CustomerSummary;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -74,6 +79,17 @@ pub struct AccountView {
     pub tokens_used: String,
 }
 
+/// A funding transaction from the world balance: a prepaid top-up or the payment of a
+/// postpaid invoice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Funding {
+    TopUp,
+    Payment,
+}
+
+/// Maximum length of an operator's reference suffix, in bytes.
+const MAX_REFERENCE_LEN: usize = 128;
+
 /// The result of a top-up or payment.
 #[derive(Debug, Serialize)]
 pub struct Funded {
@@ -89,7 +105,12 @@ impl Operations {
     /// Creates the wallets ledger (on first use), the customer's identity and its USD and
     /// TOKENS balances. Objects that exist already are kept, so running it twice creates
     /// nothing new.
-    pub async fn create_customer(&self, customer: &CustomerId, name: Option<&str>, billing: Billing) -> Result<Created, OperationError> {
+    pub async fn create_customer(
+        &self,
+        customer: &CustomerId,
+        name: Option<&str>,
+        billing: Billing,
+    ) -> Result<Created, OperationError> {
         let mut created = false;
         let ledger = match self.blnk.find_ledger(&self.ledger_name).await? {
             Some(ledger) => ledger,
@@ -97,7 +118,9 @@ impl Operations {
                 created = true;
                 let mut meta_data = Map::new();
                 meta_data.insert("tollgate".into(), Value::from("customer wallets"));
-                self.blnk.create_ledger(&self.ledger_name, meta_data).await?
+                self.blnk
+                    .create_ledger(&self.ledger_name, meta_data)
+                    .await?
             }
         };
 
@@ -123,6 +146,7 @@ impl Operations {
                 .map(|b| b.balance_id.clone())
         };
         let (usd, tokens) = (find("usd"), find("tokens"));
+        let usd_existed = usd.is_some();
         let usd_balance_id = match usd {
             Some(id) => id,
             None => {
@@ -132,7 +156,8 @@ impl Operations {
                 if let Some(name) = name {
                     meta_data.insert(meta::NAME.into(), Value::from(name));
                 }
-                self.create_balance(&ledger.ledger_id, &identity_id, "USD", meta_data).await?
+                self.create_balance(&ledger.ledger_id, &identity_id, "USD", meta_data)
+                    .await?
             }
         };
         let tokens_balance_id = match tokens {
@@ -140,11 +165,20 @@ impl Operations {
             None => {
                 created = true;
                 let meta_data = balance_meta(customer, "tokens", TOKENS_PRECISION);
-                self.create_balance(&ledger.ledger_id, &identity_id, "TOKENS", meta_data).await?
+                self.create_balance(&ledger.ledger_id, &identity_id, "TOKENS", meta_data)
+                    .await?
             }
         };
 
         let account = self.account(customer).await?;
+        if usd_existed && account.billing != billing {
+            return Err(OperationError::Conflict(format!(
+                "customer {customer} already exists with terms {}, not {}; change them with \
+                 `tollgate customer set {customer}` or PUT /admin/customers/{customer}/terms",
+                describe(account.billing),
+                describe(billing)
+            )));
+        }
         Ok(Created {
             customer_id: customer.to_string(),
             ledger_id: ledger.ledger_id,
@@ -158,7 +192,10 @@ impl Operations {
     }
 
     /// Reads a customer's account and its balances.
-    pub async fn show_customer(&self, customer: &CustomerId) -> Result<AccountView, OperationError> {
+    pub async fn show_customer(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<AccountView, OperationError> {
         let account = self.account(customer).await?;
         let usd = self.blnk.get_balance(&account.usd_balance_id).await?;
         let tokens = self.blnk.get_balance(&account.tokens_balance_id).await?;
@@ -175,9 +212,48 @@ impl Operations {
         })
     }
 
+    /// Replaces a customer's billing terms in the USD balance's metadata and returns the
+    /// account as it reads now. Each tollgate replica applies the new terms when its cached
+    /// copy of the account expires (`blnk.account_cache_ttl`).
+    pub async fn set_terms(
+        &self,
+        customer: &CustomerId,
+        billing: Billing,
+    ) -> Result<AccountView, OperationError> {
+        let account = self.account(customer).await?;
+        self.blnk
+            .update_balance_metadata(&account.usd_balance_id, billing.to_metadata())
+            .await?;
+        self.show_customer(customer).await
+    }
+
+    /// Records a top-up or a payment under the reference `tg:topup:<ID>:<R>` or
+    /// `tg:pay:<ID>:<R>`. Without a suffix `R`, a UUIDv7 is generated; repeating a call with
+    /// the same suffix and amount records nothing new.
+    pub async fn record_funding(
+        &self,
+        customer: &CustomerId,
+        amount: Usd,
+        funding: Funding,
+        suffix: Option<&str>,
+    ) -> Result<Funded, OperationError> {
+        let suffix = match suffix {
+            Some(suffix) => check_reference_suffix(suffix)?.to_string(),
+            None => Uuid::now_v7().to_string(),
+        };
+        let reference = funding.reference(customer, &suffix);
+        self.fund(customer, amount, &reference, funding.leg()).await
+    }
+
     /// Funds a wallet from the world balance, idempotent by reference: the same reference with
     /// the same amount is reported as already recorded; with another amount it is an error.
-    pub async fn fund(&self, customer: &CustomerId, amount: Usd, reference: &str, leg: &str) -> Result<Funded, OperationError> {
+    pub async fn fund(
+        &self,
+        customer: &CustomerId,
+        amount: Usd,
+        reference: &str,
+        leg: &str,
+    ) -> Result<Funded, OperationError> {
         let account = self.account(customer).await?;
         let nanos = amount.to_nanos();
         let mut meta_data = customer_meta(customer);
@@ -211,8 +287,14 @@ impl Operations {
                     .blnk
                     .transaction_by_reference(reference)
                     .await?
-                    .ok_or_else(|| OperationError::Conflict(format!("reference {reference} is in use but cannot be read")))?;
-                if existing.precise_amount == nanos.0 && existing.destination == account.usd_balance_id {
+                    .ok_or_else(|| {
+                        OperationError::Conflict(format!(
+                            "reference {reference} is in use but cannot be read"
+                        ))
+                    })?;
+                if existing.precise_amount == nanos.0
+                    && existing.destination == account.usd_balance_id
+                {
                     Ok(funded(existing.transaction_id, true))
                 } else {
                     Err(OperationError::Conflict(format!(
@@ -229,15 +311,25 @@ impl Operations {
     /// Finds a customer's account, or says how to create it.
     pub async fn account(&self, customer: &CustomerId) -> Result<Account, OperationError> {
         let balances = self.balances_of(customer).await?;
-        Account::from_balances(customer, &balances)?.ok_or_else(|| OperationError::UnknownCustomer(customer.to_string()))
+        Account::from_balances(customer, &balances)?
+            .ok_or_else(|| OperationError::UnknownCustomer(customer.to_string()))
     }
 
-    async fn balances_of(&self, customer: &CustomerId) -> Result<Vec<crate::ledger::Balance>, OperationError> {
+    async fn balances_of(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<crate::ledger::Balance>, OperationError> {
         let directory = AccountDirectory::filter_for(customer);
         Ok(self.blnk.filter_balances(&directory).await?)
     }
 
-    async fn create_balance(&self, ledger_id: &str, identity_id: &str, currency: &str, meta_data: Map<String, Value>) -> Result<String, OperationError> {
+    async fn create_balance(
+        &self,
+        ledger_id: &str,
+        identity_id: &str,
+        currency: &str,
+        meta_data: Map<String, Value>,
+    ) -> Result<String, OperationError> {
         let balance = NewBalance {
             ledger_id: ledger_id.to_string(),
             identity_id: Some(identity_id.to_string()),
@@ -248,9 +340,69 @@ impl Operations {
     }
 }
 
+impl Funding {
+    /// Returns the `tollgate_leg` metadata value of the transaction.
+    pub fn leg(self) -> &'static str {
+        match self {
+            Funding::TopUp => "topup",
+            Funding::Payment => "payment",
+        }
+    }
+
+    /// Builds the full reference for an operator's suffix.
+    pub fn reference(self, customer: &CustomerId, suffix: &str) -> String {
+        match self {
+            Funding::TopUp => format!("tg:topup:{customer}:{suffix}"),
+            Funding::Payment => format!("tg:pay:{customer}:{suffix}"),
+        }
+    }
+}
+
+/// Checks an operator's reference suffix. Blnk derives references ending in `_q`, `_refund`
+/// and `_<number>` from others, and an invoice reads a `_refund` row as a reversal, so
+/// those endings are rejected.
+pub fn check_reference_suffix(suffix: &str) -> Result<&str, OperationError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+    let derived = suffix.ends_with("_q")
+        || suffix.ends_with("_refund")
+        || suffix
+            .rsplit_once('_')
+            .is_some_and(|(_, tail)| !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()));
+    let valid = !suffix.is_empty()
+        && suffix.len() <= MAX_REFERENCE_LEN
+        && suffix.chars().all(allowed)
+        && !derived;
+    if valid {
+        return Ok(suffix);
+    }
+    let printable: String = suffix
+        .chars()
+        .take(64)
+        .filter(|c| !c.is_control())
+        .collect();
+    Err(OperationError::Invalid(format!(
+        "invalid reference {printable:?}: use 1 to {MAX_REFERENCE_LEN} characters from A-Z, a-z, 0-9 and . _ : -, \
+         not ending in _q, _refund or _<number>, which Blnk uses for references it derives"
+    )))
+}
+
+/// Describes terms in words, such as `postpaid with a credit limit of $500`.
+pub fn describe(billing: Billing) -> String {
+    match billing {
+        Billing::Prepaid => "prepaid".to_string(),
+        Billing::Postpaid {
+            credit_limit: Some(limit),
+        } => format!("postpaid with a credit limit of ${limit}"),
+        Billing::Postpaid { credit_limit: None } => "postpaid without a credit limit".to_string(),
+    }
+}
+
 /// `idt_<UUIDv5 of the customer id>`: the same customer always maps to the same identity.
 pub fn identity_id(customer: &CustomerId) -> String {
-    format!("idt_{}", Uuid::new_v5(&IDENTITY_NAMESPACE, customer.as_str().as_bytes()))
+    format!(
+        "idt_{}",
+        Uuid::new_v5(&IDENTITY_NAMESPACE, customer.as_str().as_bytes())
+    )
 }
 
 fn customer_meta(customer: &CustomerId) -> Map<String, Value> {
@@ -270,5 +422,46 @@ fn credit_limit(billing: Billing) -> Option<String> {
     match billing {
         Billing::Postpaid { credit_limit } => credit_limit.map(|l| l.to_string()),
         Billing::Prepaid => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_suffixes_are_checked() {
+        let long = "r".repeat(MAX_REFERENCE_LEN);
+        for good in ["inv-2026-05", "a", "INV_7.b:c", "x_1a", long.as_str()] {
+            assert_eq!(check_reference_suffix(good).ok(), Some(good), "{good}");
+        }
+        let too_long = "r".repeat(MAX_REFERENCE_LEN + 1);
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "inv_q",
+            "txn_refund",
+            "inv_12",
+            "é",
+            too_long.as_str(),
+        ] {
+            let error = check_reference_suffix(bad).expect_err(bad);
+            assert!(error.to_string().contains("invalid reference"), "{error}");
+        }
+    }
+
+    #[test]
+    fn funding_references_name_the_customer() {
+        let customer = CustomerId::parse("acme").expect("valid id");
+        assert_eq!(
+            Funding::TopUp.reference(&customer, "r1"),
+            "tg:topup:acme:r1"
+        );
+        assert_eq!(
+            Funding::Payment.reference(&customer, "inv-7"),
+            "tg:pay:acme:inv-7"
+        );
+        assert_eq!(Funding::Payment.leg(), "payment");
     }
 }

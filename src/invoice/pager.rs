@@ -3,9 +3,9 @@
 //!
 //! Blnk's `POST /transactions/filter` returns at most 100 rows a page and sorts without a
 //! tie-breaker, so offset paging can skip or repeat rows that share a timestamp. The pager
-//! instead moves a time window: each query asks for the rows at or after the latest time
+//! instead moves a time window: each query requests the rows at or after the latest time
 //! seen so far, and rows that come back twice are dropped by `transaction_id`. When one
-//! full page holds a single timestamp, the window cannot move, so the rows at that
+//! full page contains a single timestamp, the window cannot move, so the rows at that
 //! timestamp are read by `transaction_id` order, each query starting after the last id seen.
 //!
 //! The pager only builds queries and reads pages; the caller sends them. That keeps the
@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::period::format_time;
-use crate::ledger::{Filter, FilterOperand, FilterOperator, MAX_PAGE_SIZE, SortOrder, Transaction, TransactionQuery};
+use crate::ledger::{
+    Filter, FilterOperand, FilterOperator, MAX_PAGE_SIZE, SortOrder, Transaction, TransactionQuery,
+};
 
 /// One end of a time range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +28,7 @@ pub struct Bound {
     pub inclusive: bool,
 }
 
-/// Why paging stopped before reading every row.
+/// A listing that cannot be trusted or cannot make progress.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PagingError {
     #[error(
@@ -40,13 +42,13 @@ pub enum PagingError {
     )]
     Unsorted,
     #[error(
-        "Blnk returned a full page of transactions at {at} that were all seen before; \
-         paging cannot make progress"
+        "Blnk returned the same full page of transactions at {at} twice, so it ignored the \
+         transaction_id filter and paging cannot make progress"
     )]
     NoProgress { at: String },
 }
 
-/// The time a transaction counts at: its effective date, or its creation time when it has
+/// Returns the time a transaction counts at: its effective date, or its creation time when it has
 /// none. Blnk's historical balances use the same rule.
 pub fn row_time(row: &Transaction) -> DateTime<Utc> {
     row.effective_date.unwrap_or(row.created_at)
@@ -65,9 +67,14 @@ pub struct Pager {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Stage {
     /// Rows from `start` to the end, by effective date.
-    Window { start: Bound },
+    Window {
+        start: Bound,
+    },
     /// Rows at exactly `at`, by transaction id, after `after` when set.
-    Tie { at: DateTime<Utc>, after: Option<String> },
+    Tie {
+        at: DateTime<Utc>,
+        after: Option<String>,
+    },
     Done,
 }
 
@@ -82,7 +89,7 @@ impl Pager {
         }
     }
 
-    /// The next query to send, or `None` once every row has been read.
+    /// Builds the next query to send, or `None` once every row has been read.
     pub fn next_query(&self) -> Option<TransactionQuery> {
         let mut filters = vec![
             Filter::eq("balance_id", self.balance_id.as_str()),
@@ -114,7 +121,7 @@ impl Pager {
         })
     }
 
-    /// Takes the answer to the last query and decides the next one.
+    /// Reads the response to the last query and decides the next one.
     pub fn accept(&mut self, page: Vec<Transaction>) -> Result<(), PagingError> {
         let full = page.len() >= MAX_PAGE_SIZE as usize;
         match self.stage.clone() {
@@ -124,12 +131,17 @@ impl Pager {
         }
     }
 
-    /// Every row read, each once, in the order first seen.
+    /// Returns every row read, each once, in the order first seen.
     pub fn into_rows(self) -> Vec<Transaction> {
         self.rows
     }
 
-    fn accept_window(&mut self, start: Bound, page: Vec<Transaction>, full: bool) -> Result<(), PagingError> {
+    fn accept_window(
+        &mut self,
+        start: Bound,
+        page: Vec<Transaction>,
+        full: bool,
+    ) -> Result<(), PagingError> {
         for row in &page {
             check_inside(row, start, self.end)?;
         }
@@ -142,58 +154,88 @@ impl Pager {
         self.keep(page);
 
         self.stage = match (full, first, last) {
-            (true, Some(first), Some(last)) if first == last => Stage::Tie { at: last, after: None },
+            (true, Some(first), Some(last)) if first == last => Stage::Tie {
+                at: last,
+                after: None,
+            },
             // The last time is later than the start, so the window moves forward.
             (true, Some(_), Some(last)) => Stage::Window {
-                start: Bound { at: last, inclusive: true },
+                start: Bound {
+                    at: last,
+                    inclusive: true,
+                },
             },
             _ => Stage::Done,
         };
         Ok(())
     }
 
-    fn accept_tie(&mut self, at: DateTime<Utc>, after: Option<String>, page: Vec<Transaction>, full: bool) -> Result<(), PagingError> {
-        let moment = Bound { at, inclusive: true };
+    fn accept_tie(
+        &mut self,
+        at: DateTime<Utc>,
+        after: Option<String>,
+        page: Vec<Transaction>,
+        full: bool,
+    ) -> Result<(), PagingError> {
+        let moment = Bound {
+            at,
+            inclusive: true,
+        };
         for row in &page {
             check_inside(row, moment, moment)?;
         }
         let last_id = page.last().map(|row| row.transaction_id.clone());
-        let fresh = self.keep(page);
+        self.keep(page);
 
         self.stage = match last_id {
             Some(last_id) if full => {
-                if fresh == 0 || after.as_deref() == Some(last_id.as_str()) {
-                    return Err(PagingError::NoProgress { at: format_time(at) });
+                // Each query requests ids after the last one, so the same last id means
+                // Blnk ignored that filter.
+                if after.as_deref() == Some(last_id.as_str()) {
+                    return Err(PagingError::NoProgress {
+                        at: format_time(at),
+                    });
                 }
-                Stage::Tie { at, after: Some(last_id) }
+                Stage::Tie {
+                    at,
+                    after: Some(last_id),
+                }
             }
             _ => Stage::Window {
-                start: Bound { at, inclusive: false },
+                start: Bound {
+                    at,
+                    inclusive: false,
+                },
             },
         };
         Ok(())
     }
 
-    /// Stores the rows not seen before and returns how many there were.
-    fn keep(&mut self, page: Vec<Transaction>) -> usize {
-        let mut fresh = 0;
+    /// Stores the rows not seen before.
+    fn keep(&mut self, page: Vec<Transaction>) {
         for row in page {
             if self.seen.insert(row.transaction_id.clone()) {
                 self.rows.push(row);
-                fresh += 1;
             }
         }
-        fresh
     }
 }
 
 fn lower_filter(start: Bound) -> Filter {
-    let operator = if start.inclusive { FilterOperator::Gte } else { FilterOperator::Gt };
+    let operator = if start.inclusive {
+        FilterOperator::Gte
+    } else {
+        FilterOperator::Gt
+    };
     time_filter(operator, start.at)
 }
 
 fn upper_filter(end: Bound) -> Filter {
-    let operator = if end.inclusive { FilterOperator::Lte } else { FilterOperator::Lt };
+    let operator = if end.inclusive {
+        FilterOperator::Lte
+    } else {
+        FilterOperator::Lt
+    };
     time_filter(operator, end.at)
 }
 

@@ -11,7 +11,7 @@ pub struct Period {
     pub to: DateTime<Utc>,
 }
 
-/// Why a period was rejected.
+/// An invalid period.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PeriodError {
     #[error(
@@ -44,7 +44,7 @@ impl Period {
         Ok(Period { from, to })
     }
 
-    /// Whether `at` falls inside the period.
+    /// Returns whether `at` falls inside the period.
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
         self.from <= at && at < self.to
     }
@@ -103,7 +103,14 @@ mod tests {
 
     #[test]
     fn invalid_bounds_are_named() {
-        for text in ["", "yesterday", "2026-13-01", "2026-02-30", "2026-05-01 12:00", "1714521600"] {
+        for text in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-05-01 12:00",
+            "1714521600",
+        ] {
             let error = parse_bound("to", text).expect_err(text);
             let message = error.to_string();
             assert!(message.contains("invalid to date"), "{message}");
@@ -116,7 +123,10 @@ mod tests {
         let equal = Period::parse("2026-05-01", "2026-05-01").expect_err("equal bounds");
         assert!(equal.to_string().contains("must be before"), "{equal}");
         let reversed = Period::parse("2026-06-01", "2026-05-01").expect_err("reversed bounds");
-        assert!(reversed.to_string().contains("from (2026-06-01T00:00:00Z)"), "{reversed}");
+        assert!(
+            reversed.to_string().contains("from (2026-06-01T00:00:00Z)"),
+            "{reversed}"
+        );
         assert!(Period::parse("2026-05-01", "2026-05-01T00:00:00.000001Z").is_ok());
     }
 
