@@ -8,17 +8,21 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod customers;
 pub mod error;
 pub mod ids;
+pub mod invoice;
 pub mod ledger;
+pub mod limits;
 pub mod money;
 pub mod outbox;
 pub mod pricing;
 pub mod proxy;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod task;

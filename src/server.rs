@@ -2,18 +2,23 @@
 //! listeners, run the outbox worker, and shut down gracefully.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountDirectory;
-use crate::billing::worker::{self, Backoff, WorkerSettings};
+use crate::auth::Authenticator;
+use crate::billing::worker::{self, Backoff, Clock, WorkerSettings};
 use crate::billing::{Biller, SystemBalances, hold_lifetime};
 use crate::config::Config;
 use crate::ledger::BlnkClient;
 use crate::outbox::Outbox;
-use crate::pricing::PriceTable;
 use crate::proxy::{AppState, UpstreamClient};
 use crate::task::spawn_named;
+
+/// How often the worker logs the outbox counts while entries are pending or dead.
+const BACKLOG_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +31,15 @@ pub enum StartError {
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("upstream client: {0}")]
     Upstream(#[from] reqwest::Error),
+    #[error("client keys: {0}")]
+    ClientKeys(#[from] crate::auth::ClientKeyError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Builds the shared state from a validated configuration.
 pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
-    let prices = PriceTable::load(&config.pricing.file)?.with_default_markup(config.pricing.default_markup)?;
+    let prices = crate::reload::load_prices(&config.pricing)?;
     let blnk = BlnkClient::new(&config.blnk.url, config.blnk.api_key.clone(), config.blnk.request_timeout)?;
     let outbox = Outbox::open_server(&config.data_dir, config.outbox.durability)?;
     let system = SystemBalances {
@@ -56,12 +63,15 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         config.blnk.request_timeout,
         lifetime,
     );
-    let accounts = AccountDirectory::new(blnk, config.blnk.account_cache_ttl, config.blnk.account_cache_max_stale);
+    let auth = Authenticator::new(&config, blnk.clone())?;
+    let accounts = AccountDirectory::new(blnk, config.blnk.account_cache_ttl, config.blnk.account_cache_max_stale)
+        .with_fail_open_postpaid(config.blnk.fail_open_postpaid);
     let upstream = UpstreamClient::new(&config.upstream)?;
     Ok(Arc::new(AppState {
         config: Arc::new(config),
         prices: RwLock::new(Arc::new(prices)),
         accounts,
+        auth,
         biller,
         upstream,
     }))
@@ -86,15 +96,21 @@ pub async fn run_with_admin(
             max: config.outbox.retry_max_delay,
         },
         max_age: config.outbox.max_age,
+        report_every: BACKLOG_REPORT_INTERVAL,
+        clock: Clock::System,
     };
     worker::resume_pending(&state.biller).await;
     let worker_stop = CancellationToken::new();
-    let worker = spawn_named(
+    let mut worker = spawn_named(
         "outbox-worker",
         worker::run(state.biller.clone(), worker_settings, worker_stop.clone()),
     );
+    spawn_named("ledger-probe", crate::telemetry::ledger::probe_while_idle(state.biller.blnk().clone(), config.admin.ledger_probe_interval, shutdown.clone()));
+    spawn_named("price-reload-signal", crate::reload::reload_on_hangup(Arc::clone(&state), shutdown.clone()));
+    spawn_named("price-file-watch", crate::reload::watch_file(Arc::clone(&state), shutdown.clone()));
 
     tracing::info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, blnk = %config.blnk.url, "tollgate serving");
+    state.auth.log_exposure(listener.local_addr()?);
     let app = crate::proxy::router(Arc::clone(&state));
     let graceful = shutdown.clone();
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -102,6 +118,7 @@ pub async fn run_with_admin(
             tracing::debug!(%error, "setting TCP_NODELAY failed");
         }
     });
+    let listener = crate::limits::ConnectionLimit::new(listener, config.max_connections);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await });
     let serving = spawn_named("proxy-listener", async move { server.await });
     if let Some(admin) = admin {
@@ -119,20 +136,59 @@ pub async fn run_with_admin(
     }
 
     shutdown.cancelled().await;
-    tracing::info!(grace_s = config.shutdown_grace.as_secs(), "shutting down: no new requests; waiting for requests in flight");
-    match tokio::time::timeout(config.shutdown_grace, serving).await {
-        Ok(_) => tracing::info!("all requests finished"),
-        Err(_) => tracing::warn!("grace period over; requests still in flight are cut"),
-    }
+    drain_requests(&state, serving).await;
 
-    // One last pass so charges that just failed get another chance before exit.
+    // The worker stops between two entries; an entry cut in the middle is safe to post again.
+    let budget = flush_budget(&config);
     worker_stop.cancel();
-    let _ = worker.await;
-    worker::run_once(&state.biller, worker_settings).await;
-    state.biller.outbox().close().await;
-    let counts = state.biller.outbox().counts().await.unwrap_or_default();
-    tracing::info!(pending = counts.pending, dead = counts.dead, "tollgate stopped; pending outbox entries resume at the next start");
+    if tokio::time::timeout(budget, &mut worker).await.is_err() {
+        worker.abort();
+    }
+    flush_outbox(&state, worker_settings, budget).await;
     Ok(())
+}
+
+/// Waits, within `shutdown_grace`, for the requests in flight and for the billing tasks they
+/// started: stream relays that outlive their client, charge posts and hold voids.
+async fn drain_requests(state: &AppState, serving: tokio::task::JoinHandle<std::io::Result<()>>) {
+    let grace = state.config.shutdown_grace;
+    tracing::info!(grace_s = grace.as_secs(), billing_tasks = state.biller.tracked_tasks(),
+        "shutting down: no new connections; waiting for requests in flight");
+    let drained = tokio::time::timeout(grace, async {
+        if let Ok(Err(error)) = serving.await {
+            tracing::error!(%error, "proxy listener failed");
+        }
+        state.biller.wait_idle().await;
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("all requests finished"),
+        Err(_) => tracing::warn!(billing_tasks = state.biller.tracked_tasks(),
+            "grace period over; requests still in flight are cut, and their holds are voided at the next start"),
+    }
+}
+
+/// Gives every pending entry one more try within `budget`, then closes the outbox. What
+/// stays pending resumes at the next start.
+async fn flush_outbox(state: &AppState, settings: WorkerSettings, budget: Duration) {
+    let biller = &state.biller;
+    let flushed = worker::flush(biller, settings, budget).await;
+    for record in biller.take_unstored() {
+        let payload = serde_json::to_string(&record).unwrap_or_default();
+        tracing::error!(request_id = %record.request_id, %payload,
+            "a charge that the outbox could not store is not recorded in Blnk and is lost at exit; post it by hand");
+    }
+    biller.outbox().close().await;
+
+    let counts = biller.outbox().counts().await.unwrap_or_default();
+    tracing::info!(flushed, pending = counts.pending, dead = counts.dead,
+        "tollgate stopped; pending outbox entries resume at the next start");
+}
+
+/// Time the shutdown gives the worker to stop and the outbox to flush: two ledger calls'
+/// worth, so one slow entry does not use it all.
+fn flush_budget(config: &Config) -> Duration {
+    config.blnk.request_timeout.saturating_mul(2)
 }
 
 /// Binds a listener; `run` sets `TCP_NODELAY` on every accepted socket.
@@ -142,28 +198,29 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
         .map_err(|source| StartError::Listen { addr, source })
 }
 
-/// Waits for SIGTERM or SIGINT, cancels `token`, and exits at once on a second signal.
+/// Waits for SIGTERM or SIGINT, cancels `token`, and exits at once with status 130 on a
+/// second signal. Both signals are registered once, before the first wait, so a second
+/// signal sent right after the first is not missed.
 pub async fn watch_signals(token: CancellationToken) {
-    wait_for_signal().await;
-    tracing::info!("shutdown signal received");
-    token.cancel();
-    wait_for_signal().await;
-    tracing::warn!("second signal received; exiting at once");
-    std::process::exit(130);
-}
-
-async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM");
-            std::future::pending::<()>().await;
+    let (mut term, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(interrupt)) => (term, interrupt),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "listening for SIGTERM and SIGINT failed; stop tollgate with SIGKILL");
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut next_signal = async || {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        }
+    };
+
+    let first = next_signal().await;
+    tracing::info!(signal = first, "shutdown signal received; a second signal exits at once");
+    token.cancel();
+    let second = next_signal().await;
+    tracing::warn!(signal = second, "second signal received; exiting at once, pending outbox entries resume at the next start");
+    std::process::exit(130);
 }

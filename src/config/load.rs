@@ -92,6 +92,13 @@ pub enum ConfigError {
     },
 
     #[error(
+        "client keys are configured ({setting}, from {origin}) but upstream.api_key \
+         (OPENAI_API_KEY) is not set; set it, because tollgate must send the operator's key \
+         upstream and never a client key in its place"
+    )]
+    ClientKeysWithoutUpstreamKey { setting: String, origin: String },
+
+    #[error(
         "outbox.retry_initial_delay ({initial:?}, from {initial_origin}) is longer than \
          outbox.retry_max_delay ({max:?}, from {max_origin}); lower the first or raise the second"
     )]
@@ -189,11 +196,13 @@ fn lookup_env(key: &Key, env: &dyn Fn(&str) -> Option<String>) -> Option<(String
 fn parse_setting(key: &Key, raw: Raw<'_>, origin: String) -> Result<Setting, ConfigError> {
     match value::parse(key.kind, raw) {
         Ok(value) => Ok(Setting { value, origin }),
-        Err(expected) if key.kind == Kind::Secret => Err(ConfigError::InvalidSecret {
-            key: key.path(),
-            origin,
-            expected,
-        }),
+        Err(expected) if matches!(key.kind, Kind::Secret | Kind::ClientKeys) => {
+            Err(ConfigError::InvalidSecret {
+                key: key.path(),
+                origin,
+                expected,
+            })
+        }
         Err(expected) => Err(ConfigError::InvalidValue {
             key: key.path(),
             value: raw.render(),

@@ -24,6 +24,12 @@ pub struct Config {
     pub customer_header: http::HeaderName,
     /// Largest request body accepted; above it the answer is 413.
     pub max_body_bytes: usize,
+    /// Largest total size of the request's header names and values. Larger headers are
+    /// rejected with 431.
+    pub max_header_bytes: usize,
+    /// Deepest nesting of JSON arrays and objects accepted in a metered request body. Deeper
+    /// bodies are rejected with 400 `invalid_json`.
+    pub max_json_depth: usize,
     /// Most concurrent client connections on the proxy listener.
     pub max_connections: usize,
     /// Time in-flight requests get to finish after SIGTERM or SIGINT.
@@ -31,12 +37,34 @@ pub struct Config {
     /// Paths (such as `/v1/files`) forwarded without metering; everything unlisted and
     /// unmetered is answered 404.
     pub pass_through_routes: Vec<String>,
+    pub client_auth: ClientAuthConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
     pub upstream: UpstreamConfig,
     pub blnk: BlnkConfig,
     pub pricing: PricingConfig,
     pub outbox: OutboxConfig,
+}
+
+/// Client keys on the proxy listener. With none configured and `require_key` false, the
+/// customer header is trusted as it is.
+#[derive(Clone, Debug)]
+pub struct ClientAuthConfig {
+    /// Global client keys. `TOLLGATE_CLIENT_KEYS`, comma-separated.
+    pub keys: Vec<Secret>,
+    /// A file of more global client keys, one per line, read at start.
+    /// `TOLLGATE_CLIENT_KEYS_FILE`.
+    pub keys_file: Option<PathBuf>,
+    /// Reject requests without a valid client key even when no global key is configured,
+    /// so that only per-customer keys are accepted.
+    pub require_key: bool,
+}
+
+impl ClientAuthConfig {
+    /// Returns whether any setting requires client keys.
+    pub fn uses_keys(&self) -> bool {
+        !self.keys.is_empty() || self.keys_file.is_some() || self.require_key
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +86,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token of the admin API; `None` turns the admin API off. `TOLLGATE_ADMIN_TOKEN`.
     pub token: Option<Secret>,
+    /// How long without any answer from Blnk before a background health check calls it.
+    pub ledger_probe_interval: Duration,
+    /// How long without any answer from Blnk before `/readyz` reports not ready.
+    pub ledger_stale_after: Duration,
 }
 
 /// What the proxy does with the upstream stream when the client disconnects mid-stream.
@@ -120,6 +152,8 @@ pub struct PricingConfig {
     pub file: PathBuf,
     /// Reload the price file when it changes on disk.
     pub watch: bool,
+    /// How often the watch reads the price file to look for a change.
+    pub watch_interval: Duration,
     /// Quote bound for one image in a request, in tokens.
     pub image_token_bound: u64,
     /// Quote bound for one audio clip in a request, in tokens.

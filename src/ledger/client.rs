@@ -148,7 +148,7 @@ impl BlnkClient {
         url: Url,
     ) -> Result<Bytes, LedgerError> {
         let request = self.inner.http.get(url);
-        self.execute(operation, request).await
+        crate::telemetry::ledger::observe(operation, self.execute(operation, request)).await
     }
 
     /// Sends a GET and parses the JSON body of a 2xx response.
@@ -184,7 +184,7 @@ impl BlnkClient {
             .request(method, url)
             .header(CONTENT_TYPE, APPLICATION_JSON)
             .body(payload);
-        let response = self.execute(operation, request).await?;
+        let response = crate::telemetry::ledger::observe(operation, self.execute(operation, request)).await?;
         decode(operation, &response)
     }
 

@@ -88,7 +88,10 @@ impl Metering {
             effective_date: self.started_at,
             attempt: 1,
         };
-        let status = self.state.biller.charge(record).await;
+        crate::telemetry::request::charged(&billed.usage, billed.source, billed.client_disconnected, &cost, &record);
+        // Boxed, so the charge's future does not enlarge (and get copied with) the caller's.
+        let status = crate::telemetry::request::time_ledger(Box::pin(self.state.biller.charge(record))).await;
+        crate::telemetry::request::ledger_outcome(status);
         self.release();
         Receipt {
             status,
@@ -116,6 +119,7 @@ impl Metering {
 
     fn release(&mut self) {
         if let Some(hold) = self.hold.take() {
+            crate::telemetry::metrics().hold_closed();
             self.state.biller.release_hold(hold);
         }
     }

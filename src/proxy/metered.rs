@@ -14,10 +14,12 @@ use http_body_util::{BodyExt, Limited};
 use tracing::{Instrument, field};
 
 use crate::accounts::{Account, Lookup};
+use crate::auth::Caller;
 use crate::billing::HoldError;
 use crate::billing::request::{RequestFacts, force_include_usage};
 use crate::error::ProxyError;
 use crate::ids::{CustomerId, RequestId};
+use crate::limits::check_json_depth;
 use crate::money::Usd;
 use crate::usage::{Endpoint, Usage, UsageSource, count_text_tokens, read_response};
 
@@ -39,12 +41,14 @@ pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request, 
         model = field::Empty,
         stream = field::Empty,
     );
+    crate::telemetry::request::begin(request_id, &span);
     let started = Instant::now();
     let mut response = serve(Arc::clone(&state), endpoint, request, request_id, started_at)
         .instrument(span.clone())
         .await
         .unwrap_or_else(|error| {
             let (status, _, code) = error.parts();
+            crate::telemetry::request::rejected(code, &error);
             span.in_scope(|| tracing::info!(status = status.as_u16(), code, %error, "request rejected"));
             error.into_response()
         });
@@ -66,14 +70,23 @@ async fn serve(
 ) -> Result<Response, ProxyError> {
     let config = &state.config;
     let (parts, body) = request.into_parts();
-    let customer = customer_id(&parts.headers, &config.customer_header)?;
+    // A per-customer key decides the customer; otherwise the customer header does.
+    let customer = match state.auth.authenticate(&parts.headers).await? {
+        Caller::KeyHolder { customer, .. } => customer,
+        Caller::Trusted => customer_id(&parts.headers, &config.customer_header)?,
+    };
     tracing::Span::current().record("customer", customer.as_str());
+    crate::telemetry::request::identify(&customer);
 
     let body = read_body(body, &parts.headers, config.max_body_bytes).await?;
+    check_json_depth(&body, config.max_json_depth).map_err(|exceeded| ProxyError::JsonTooDeep {
+        limit: exceeded.max_depth,
+    })?;
     let facts = RequestFacts::parse(endpoint, &body)?;
     let span = tracing::Span::current();
     span.record("model", facts.model.as_str());
     span.record("stream", facts.stream);
+    crate::telemetry::request::requested(&facts.model, facts.stream);
 
     let prices = state.price_table();
     let price = prices
@@ -117,22 +130,63 @@ async fn serve(
     };
     let headers = upstream_request_headers(&parts.headers, &config.customer_header, config.upstream.api_key.as_ref());
     let path = parts.uri.path_and_query().map_or(endpoint.path(), |p| p.as_str());
-    let upstream = state
-        .upstream
-        .send(parts.method.clone(), path, headers, upstream_body)
-        .await?;
+    let call = UpstreamCall {
+        method: parts.method.clone(),
+        path: path.to_string(),
+        headers,
+        body: upstream_body,
+        stream: facts.stream,
+        client_wants_usage: facts.include_usage == Some(true),
+    };
 
-    let operator_key = config.upstream.api_key.is_some();
+    // The exchange runs in its own task, so a client that disconnects does not cancel it:
+    // once upstream is called, its response is billed. Shutdown waits for the task.
+    // Boxed first: the future is several KiB, and each wrapper and the spawn would copy it.
+    let exchange = Box::pin(exchange(metering, call));
+    let exchange = crate::telemetry::request::exchange(exchange).instrument(tracing::Span::current());
+    let task = state.biller.spawn_tracked("upstream-exchange", exchange);
+    task.await.unwrap_or_else(|error| {
+        Err(ProxyError::Internal {
+            detail: format!("the upstream exchange task failed: {error}"),
+        })
+    })
+}
+
+/// The request tollgate sends upstream.
+struct UpstreamCall {
+    method: http::Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+    stream: bool,
+    client_wants_usage: bool,
+}
+
+/// Calls upstream and meters its response: relayed unbilled on an upstream error, relayed
+/// while metered for a stream, or read whole and charged.
+async fn exchange(metering: Metering, call: UpstreamCall) -> Result<Response, ProxyError> {
+    let state = Arc::clone(&metering.state);
+    crate::telemetry::request::upstream_started();
+    let upstream = state.upstream.send(call.method, &call.path, call.headers, call.body).await?;
+
+    let operator_key = state.config.upstream.api_key.is_some();
     if !upstream.status().is_success() {
         // Upstream's own error: relayed unchanged, nothing billed, the hold released.
         metering.abandon();
         return relay_unbilled(upstream, operator_key).await;
     }
-    if facts.stream {
-        let client_wants_usage = facts.include_usage == Some(true);
-        return Ok(stream::relay(metering, upstream, client_wants_usage, operator_key));
+    // An upstream that answers a stream request with a whole JSON body is metered as one.
+    if call.stream && is_event_stream(upstream.headers()) {
+        return Ok(stream::relay(metering, upstream, call.client_wants_usage, operator_key));
     }
     complete(metering, upstream, operator_key).await
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 fn customer_id(headers: &HeaderMap, name: &http::HeaderName) -> Result<CustomerId, ProxyError> {
@@ -171,7 +225,7 @@ async fn find_account(state: &AppState, customer: &CustomerId) -> Result<Account
             customer: customer.to_string(),
         }),
         Err(AccountError::Ledger(error)) if error.is_unavailable() => {
-            tracing::warn!(%error, "ledger unreachable and no cached account");
+            crate::warn_rate_limited!("ledger.no_cached_account", %error, "ledger unreachable and no cached account");
             Err(ProxyError::LedgerUnavailable { detail: error.to_string() })
         }
         Err(AccountError::Ledger(error)) => Err(ProxyError::LedgerUnavailable { detail: error.to_string() }),
@@ -198,6 +252,7 @@ async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering
     let request_id = metering.request_id.to_string();
     match state.biller.place_hold(&metering.account, &request_id, quote, limit).await {
         Ok(hold) => {
+            crate::telemetry::request::hold_placed(&hold.record.reference);
             metering.hold = Some(hold);
             Ok(())
         }
@@ -212,7 +267,7 @@ async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering
             Ok(())
         }
         Err(HoldError::Unavailable(error)) => {
-            tracing::warn!(%error, "ledger unavailable; the hold could not be placed");
+            crate::warn_rate_limited!("ledger.hold_unavailable", %error, "ledger unavailable; the hold could not be placed");
             Err(ProxyError::LedgerUnavailable { detail: error.to_string() })
         }
         Err(HoldError::Ledger(error)) => Err(ProxyError::AccountMisconfigured {
@@ -233,6 +288,7 @@ async fn relay_unbilled(upstream: reqwest::Response, operator_key: bool) -> Resu
     let status = upstream.status();
     let headers = client_response_headers(upstream.headers(), operator_key);
     let body = upstream.bytes().await.unwrap_or_default();
+    crate::telemetry::request::upstream_finished();
     tracing::info!(status = status.as_u16(), "upstream error relayed; nothing billed");
     Ok(build_response(status, headers, Body::from(body)))
 }
@@ -255,6 +311,7 @@ async fn complete(metering: Metering, upstream: reqwest::Response, operator_key:
             return Err(metering_timeout(timeout));
         }
     };
+    crate::telemetry::request::upstream_finished();
 
     let billed = billed_usage(&metering, &body);
     let receipt = metering.charge(billed).await;
@@ -334,7 +391,7 @@ pub fn add_receipt_headers(headers: &mut HeaderMap, receipt: &Receipt) {
 }
 
 pub fn log_receipt(receipt: &Receipt) {
-    tracing::info!(
+    tracing::debug!(
         model_billed = %receipt.cost.model,
         cost_usd = %receipt.cost.customer_price,
         amount_nanos = %receipt.amount,

@@ -5,6 +5,7 @@ mod headers;
 mod ledger_step;
 mod metered;
 mod passthrough;
+mod routes;
 mod stream;
 mod upstream;
 
@@ -17,6 +18,7 @@ use axum::routing::{any, get, post};
 use chrono::Utc;
 
 use crate::accounts::AccountDirectory;
+use crate::auth::Authenticator;
 use crate::billing::Biller;
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -30,6 +32,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub prices: RwLock<Arc<PriceTable>>,
     pub accounts: AccountDirectory,
+    pub auth: Authenticator,
     pub biller: Biller,
     pub upstream: UpstreamClient,
 }
@@ -62,32 +65,52 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/responses", post(responses))
         .route("/v1/models", get(passthrough::forward))
         .route("/v1/models/{model}", get(passthrough::forward));
-    for path in &state.config.pass_through_routes {
-        router = router.route(path, any(passthrough::forward_logged));
+    for pattern in routes::pass_through_patterns(&state.config.pass_through_routes) {
+        router = router.route(&pattern, any(pass_through));
     }
-    router.fallback(unknown_route).with_state(state)
+    let header_limit = axum::middleware::from_fn_with_state(
+        state.config.max_header_bytes,
+        crate::limits::enforce_header_limit,
+    );
+    router
+        .method_not_allowed_fallback(unknown_route)
+        .fallback(unknown_route)
+        .layer(header_limit)
+        .with_state(state)
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    metered::handle(state, Endpoint::ChatCompletions, request, Utc::now()).await
+    crate::telemetry::request::metered(Endpoint::ChatCompletions, metered::handle(state, Endpoint::ChatCompletions, request, Utc::now())).await
 }
 
 async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    metered::handle(state, Endpoint::Completions, request, Utc::now()).await
+    crate::telemetry::request::metered(Endpoint::Completions, metered::handle(state, Endpoint::Completions, request, Utc::now())).await
 }
 
 async fn embeddings(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    metered::handle(state, Endpoint::Embeddings, request, Utc::now()).await
+    crate::telemetry::request::metered(Endpoint::Embeddings, metered::handle(state, Endpoint::Embeddings, request, Utc::now())).await
 }
 
 async fn responses(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    metered::handle(state, Endpoint::Responses, request, Utc::now()).await
+    crate::telemetry::request::metered(Endpoint::Responses, metered::handle(state, Endpoint::Responses, request, Utc::now())).await
+}
+
+/// Forwards a route listed in `pass_through_routes`. A POST to a metered endpoint spelled
+/// another way (`/v1/chat/completions/`, `/chat/completions`) is rejected instead, because it
+/// must not pass unmetered.
+async fn pass_through(state: State<Arc<AppState>>, request: Request) -> Response {
+    let metered = Endpoint::from_path(request.uri().path()).is_some();
+    if metered && request.method() == http::Method::POST {
+        return unknown_route(request).await;
+    }
+    passthrough::forward_logged(state, request).await
 }
 
 async fn unknown_route(request: Request) -> Response {
-    ProxyError::UnknownRoute {
+    let response = ProxyError::UnknownRoute {
         method: request.method().to_string(),
         path: request.uri().path().to_string(),
     }
-    .into_response()
+    .into_response();
+    crate::telemetry::count_request(crate::telemetry::Route::Unknown, response)
 }

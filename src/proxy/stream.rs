@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::DisconnectPolicy;
-use crate::task::spawn_named;
 use crate::usage::{EventAction, SseFramer, StreamMeter, StreamSummary, Usage, UsageSource};
 
 use super::headers::client_response_headers;
@@ -32,9 +31,11 @@ pub fn relay(metering: Metering, upstream: reqwest::Response, client_wants_usage
     let headers = client_response_headers(upstream.headers(), operator_key);
     let (sender, mut receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CLIENT_QUEUE);
     let span = tracing::Span::current();
-    spawn_named(
+    // Tracked, so shutdown waits for a stream whose client left while upstream is drained.
+    let biller = metering.state.biller.clone();
+    biller.spawn_tracked(
         "stream-relay",
-        tracing::Instrument::instrument(run(metering, upstream, client_wants_usage, sender), span),
+        tracing::Instrument::instrument(crate::telemetry::request::stream(status.as_u16(), run(metering, upstream, client_wants_usage, sender)), span),
     );
     let body = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
     build_response(status, headers, Body::from_stream(body))
@@ -169,6 +170,7 @@ fn timeout_reason(deadline: Instant, idle: Duration) -> String {
 
 /// Charges what the stream used, then sends the held terminator and closes the stream.
 async fn finish(metering: Metering, summary: StreamSummary, end: End, mut client: Client, held: Vec<Bytes>) {
+    crate::telemetry::request::upstream_finished();
     let disconnected = client.gone;
     let failed = matches!(end, End::Failed(_));
     if let End::Failed(reason) = &end {
@@ -196,14 +198,19 @@ async fn finish(metering: Metering, summary: StreamSummary, end: End, mut client
         );
         client.send(event).await;
     }
+    crate::telemetry::request::finish();
 }
 
-/// Decides what a stream is billed for. `None`: nothing was generated, nothing is billed.
+/// Decides what a stream is billed for. `None`: nothing was generated, or upstream failed
+/// before generating anything, so nothing is billed.
 fn billed_usage(metering: &Metering, summary: &StreamSummary, end: &End, disconnected: bool) -> Option<BilledUsage> {
     let stopped_early = matches!(end, End::Stopped);
     let reported = summary.usage.clone().filter(|_| !stopped_early || summary.terminated);
     let (usage, source) = match reported {
         Some(usage) => (usage, UsageSource::Reported),
+        // Upstream failed (`response.failed` or an error event) before generating anything
+        // and reported no usage, so there is nothing to bill.
+        None if summary.upstream_error.is_some() && !summary.saw_content => return None,
         None if summary.saw_content || summary.terminated || stopped_early => {
             let usage = Usage {
                 prompt_tokens: metering.estimate_prompt(),

@@ -12,8 +12,8 @@ use super::ConfigError;
 use super::keys::Key;
 use super::value::Value;
 use crate::config::{
-    AdminConfig, BlnkConfig, Config, DisconnectPolicy, Durability, LogConfig, LogFormat,
-    OutboxConfig, PricingConfig, UpstreamConfig,
+    AdminConfig, BlnkConfig, ClientAuthConfig, Config, DisconnectPolicy, Durability, LogConfig,
+    LogFormat, OutboxConfig, PricingConfig, UpstreamConfig,
 };
 use crate::secret::Secret;
 
@@ -45,9 +45,14 @@ impl Settings {
 
     /// Returns the value of a secret, which is `None` when no source sets it.
     fn secret(&self, path: &str) -> Result<Option<Secret>, ConfigError> {
+        self.optional(path)
+    }
+
+    /// Returns the value of a key without a default, which is `None` when no source sets it.
+    fn optional<T: FromValue>(&self, path: &str) -> Result<Option<T>, ConfigError> {
         match self.by_path.get(path) {
             None => Ok(None),
-            Some(setting) => Secret::from_value(&setting.value)
+            Some(setting) => T::from_value(&setting.value)
                 .map(Some)
                 .ok_or_else(|| key_table_error(path)),
         }
@@ -74,9 +79,16 @@ pub(super) fn build_config(settings: &Settings) -> Result<Config, ConfigError> {
         data_dir: settings.get("data_dir")?,
         customer_header: settings.get("customer_header")?,
         max_body_bytes: settings.get("max_body_bytes")?,
+        max_header_bytes: settings.get("max_header_bytes")?,
+        max_json_depth: settings.get("max_json_depth")?,
         max_connections: settings.get("max_connections")?,
         shutdown_grace: settings.get("shutdown_grace")?,
         pass_through_routes: settings.get("pass_through_routes")?,
+        client_auth: ClientAuthConfig {
+            keys: settings.optional("client_keys")?.unwrap_or_default(),
+            keys_file: settings.optional("client_keys_file")?,
+            require_key: settings.get("require_client_key")?,
+        },
         log: LogConfig {
             format: settings.get("log.format")?,
             filter: settings.get("log.filter")?,
@@ -84,6 +96,8 @@ pub(super) fn build_config(settings: &Settings) -> Result<Config, ConfigError> {
         admin: AdminConfig {
             listen: settings.get("admin.listen")?,
             token: settings.secret("admin.token")?,
+            ledger_probe_interval: settings.get("admin.ledger_probe_interval")?,
+            ledger_stale_after: settings.get("admin.ledger_stale_after")?,
         },
         upstream: build_upstream(settings)?,
         blnk: build_blnk(settings)?,
@@ -91,6 +105,7 @@ pub(super) fn build_config(settings: &Settings) -> Result<Config, ConfigError> {
         outbox: build_outbox(settings)?,
     };
     check_retry_delays(&config.outbox, settings)?;
+    check_upstream_key_for_client_keys(&config, settings)?;
     Ok(config)
 }
 
@@ -129,6 +144,7 @@ fn build_pricing(settings: &Settings) -> Result<PricingConfig, ConfigError> {
     Ok(PricingConfig {
         file: settings.get("pricing.file")?,
         watch: settings.get("pricing.watch")?,
+        watch_interval: settings.get("pricing.watch_interval")?,
         image_token_bound: settings.get("pricing.image_token_bound")?,
         audio_token_bound: settings.get("pricing.audio_token_bound")?,
         default_markup: settings.get("pricing.default_markup")?,
@@ -153,6 +169,29 @@ fn check_retry_delays(outbox: &OutboxConfig, settings: &Settings) -> Result<(), 
         initial_origin: settings.origin("outbox.retry_initial_delay"),
         max: outbox.retry_max_delay,
         max_origin: settings.origin("outbox.retry_max_delay"),
+    })
+}
+
+/// Client keys must never reach upstream as if they were the operator's OpenAI key, so any
+/// client key setting needs `upstream.api_key`, which replaces the client's key upstream.
+fn check_upstream_key_for_client_keys(
+    config: &Config,
+    settings: &Settings,
+) -> Result<(), ConfigError> {
+    if config.upstream.api_key.is_some() || !config.client_auth.uses_keys() {
+        return Ok(());
+    }
+    let auth = &config.client_auth;
+    let setting = if !auth.keys.is_empty() {
+        "client_keys"
+    } else if auth.keys_file.is_some() {
+        "client_keys_file"
+    } else {
+        "require_client_key"
+    };
+    Err(ConfigError::ClientKeysWithoutUpstreamKey {
+        setting: setting.to_owned(),
+        origin: settings.origin(setting),
     })
 }
 
@@ -181,6 +220,7 @@ macro_rules! from_value {
 from_value! {
     Text => String,
     Secret => Secret,
+    ClientKeys => Vec<Secret>,
     Path => PathBuf,
     Address => SocketAddr,
     Header => HeaderName,

@@ -9,6 +9,9 @@ pub(super) enum Kind {
     Text,
     /// A non-empty token, stored as [`crate::secret::Secret`] and never shown in messages.
     Secret,
+    /// A list of global client keys, each stored as [`crate::secret::Secret`]. The
+    /// environment form is comma-separated.
+    ClientKeys,
     /// A non-empty file system path.
     Path,
     /// An http or https base URL, stored without a trailing `/`.
@@ -75,10 +78,15 @@ impl Key {
 
     /// Creates a secret key, which stays unset unless a source sets it.
     const fn secret(section: &'static str, name: &'static str) -> Key {
+        Key::optional(section, name, Kind::Secret)
+    }
+
+    /// Creates a key without a default, which stays unset unless a source sets it.
+    const fn optional(section: &'static str, name: &'static str, kind: Kind) -> Key {
         Key {
             section,
             name,
-            kind: Kind::Secret,
+            kind,
             default: None,
             alias: None,
         }
@@ -121,12 +129,7 @@ pub(super) const ENV_PREFIX: &str = "TOLLGATE_";
 pub(super) const CONFIG_PATH_VAR: &str = "TOLLGATE_CONFIG";
 
 /// Variables with the `TOLLGATE_` prefix that are not configuration keys but are accepted.
-/// `TOLLGATE_CLIENT_KEYS` and `TOLLGATE_CLIENT_KEYS_FILE` are reserved for client key files.
-pub(super) const RESERVED_VARS: &[&str] = &[
-    CONFIG_PATH_VAR,
-    "TOLLGATE_CLIENT_KEYS",
-    "TOLLGATE_CLIENT_KEYS_FILE",
-];
+pub(super) const RESERVED_VARS: &[&str] = &[CONFIG_PATH_VAR];
 
 /// Every configuration key, in the order in which values are checked.
 #[rustfmt::skip]
@@ -135,13 +138,20 @@ pub(super) const KEYS: &[Key] = &[
     Key::new("", "data_dir", Kind::Path, "./data"),
     Key::new("", "customer_header", Kind::CustomerHeader, "X-Customer-Id"),
     Key::new("", "max_body_bytes", Kind::Size { min_bytes: 1024 }, "64MiB"),
+    Key::new("", "max_header_bytes", Kind::Size { min_bytes: 1024 }, "32KiB"),
+    Key::new("", "max_json_depth", Kind::Count, "64"),
     Key::new("", "max_connections", Kind::Count, "4096"),
     Key::new("", "shutdown_grace", Kind::Duration, "30s"),
     Key::new("", "pass_through_routes", Kind::Routes, ""),
+    Key::optional("", "client_keys", Kind::ClientKeys),
+    Key::optional("", "client_keys_file", Kind::Path),
+    Key::new("", "require_client_key", Kind::Bool, "false"),
     Key::new("log", "format", Kind::LogFormat, "text"),
     Key::new("log", "filter", Kind::LogFilter, "info"),
     Key::new("admin", "listen", Kind::Address, "127.0.0.1:9090"),
     Key::secret("admin", "token"),
+    Key::new("admin", "ledger_probe_interval", Kind::PositiveDuration, "5s"),
+    Key::new("admin", "ledger_stale_after", Kind::PositiveDuration, "15s"),
     Key::new("upstream", "url", Kind::ApiBaseUrl, "https://api.openai.com"),
     Key::secret("upstream", "api_key").with_alias("OPENAI_API_KEY"),
     Key::new("upstream", "connect_timeout", Kind::PositiveDuration, "10s"),
@@ -165,6 +175,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::new("blnk", "fail_open_postpaid", Kind::Bool, "true"),
     Key::new("pricing", "file", Kind::Path, "pricing.toml").with_alias("TOLLGATE_PRICING"),
     Key::new("pricing", "watch", Kind::Bool, "true"),
+    Key::new("pricing", "watch_interval", Kind::PositiveDuration, "5s"),
     Key::new("pricing", "image_token_bound", Kind::Count, "10000"),
     Key::new("pricing", "audio_token_bound", Kind::Count, "20000"),
     Key::new("pricing", "default_markup", Kind::PositiveDecimal, "1"),
@@ -234,10 +245,12 @@ mod tests {
     }
 
     #[test]
-    fn only_secrets_lack_defaults() {
+    fn only_secrets_and_client_keys_lack_defaults() {
         for key in KEYS {
-            let is_secret = key.kind == Kind::Secret;
-            assert_eq!(key.default.is_none(), is_secret, "{}", key.path());
+            let optional = key.kind == Kind::Secret
+                || key.kind == Kind::ClientKeys
+                || key.path() == "client_keys_file";
+            assert_eq!(key.default.is_none(), optional, "{}", key.path());
         }
     }
 

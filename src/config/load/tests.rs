@@ -14,9 +14,14 @@ listen = "0.0.0.0:8081"
 data_dir = "/var/lib/tollgate"
 customer_header = "X-Tenant"
 max_body_bytes = "2MiB"
+max_header_bytes = "16KiB"
+max_json_depth = 32
 max_connections = 100
 shutdown_grace = "45s"
 pass_through_routes = ["/v1/files", "/v1/batches"]
+client_keys = ["client-key-secret-123-a", "client-key-secret-123-b"]
+client_keys_file = "/etc/tollgate/client-keys"
+require_client_key = true
 
 [log]
 format = "json"
@@ -25,6 +30,8 @@ filter = "tollgate=debug,info"
 [admin]
 listen = "127.0.0.1:9191"
 token = "admin-test-secret-123"
+ledger_probe_interval = "2s"
+ledger_stale_after = "20s"
 
 [upstream]
 url = "https://llm.example.com/v1/"
@@ -54,6 +61,7 @@ fail_open_postpaid = false
 [pricing]
 file = "/etc/tollgate/pricing.toml"
 watch = false
+watch_interval = "30s"
 image_token_bound = 5000
 audio_token_bound = 7000
 default_markup = 1.15
@@ -92,6 +100,16 @@ fn debug(value: impl std::fmt::Debug) -> String {
     format!("{value:?}")
 }
 
+fn client_keys(config: &Config) -> String {
+    let keys: Vec<&str> = config
+        .client_auth
+        .keys
+        .iter()
+        .map(|key| key.expose())
+        .collect();
+    keys.join(",")
+}
+
 fn exposed(secret: Option<&crate::secret::Secret>) -> String {
     secret
         .map(|secret| secret.expose().to_owned())
@@ -106,15 +124,22 @@ fn defaults_apply_without_file_or_env() {
     assert_eq!(config.data_dir, PathBuf::from("./data"));
     assert_eq!(config.customer_header.as_str(), "x-customer-id");
     assert_eq!(config.max_body_bytes, 64 * 1024 * 1024);
+    assert_eq!(config.max_header_bytes, 32 * 1024);
+    assert_eq!(config.max_json_depth, 64);
     assert_eq!(config.max_connections, 4096);
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
     assert!(config.pass_through_routes.is_empty());
+    assert!(config.client_auth.keys.is_empty());
+    assert!(config.client_auth.keys_file.is_none());
+    assert!(!config.client_auth.require_key);
 
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.filter, "info");
 
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9090");
     assert!(config.admin.token.is_none());
+    assert_eq!(config.admin.ledger_probe_interval, Duration::from_secs(5));
+    assert_eq!(config.admin.ledger_stale_after, Duration::from_secs(15));
 
     let upstream = &config.upstream;
     assert_eq!(upstream.url, "https://api.openai.com");
@@ -143,6 +168,7 @@ fn defaults_apply_without_file_or_env() {
 
     assert_eq!(config.pricing.file, PathBuf::from("pricing.toml"));
     assert!(config.pricing.watch);
+    assert_eq!(config.pricing.watch_interval, Duration::from_secs(5));
     assert_eq!(config.pricing.image_token_bound, 10_000);
     assert_eq!(config.pricing.audio_token_bound, 20_000);
     assert_eq!(config.pricing.default_markup, dec!(1));
@@ -161,14 +187,27 @@ fn full_file_sets_every_key() {
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/tollgate"));
     assert_eq!(config.customer_header.as_str(), "x-tenant");
     assert_eq!(config.max_body_bytes, 2 * 1024 * 1024);
+    assert_eq!(config.max_header_bytes, 16 * 1024);
+    assert_eq!(config.max_json_depth, 32);
     assert_eq!(config.max_connections, 100);
     assert_eq!(config.shutdown_grace, Duration::from_secs(45));
     assert_eq!(config.pass_through_routes, ["/v1/files", "/v1/batches"]);
+    assert_eq!(
+        client_keys(&config),
+        "client-key-secret-123-a,client-key-secret-123-b"
+    );
+    assert_eq!(
+        config.client_auth.keys_file,
+        Some(PathBuf::from("/etc/tollgate/client-keys"))
+    );
+    assert!(config.client_auth.require_key);
 
     assert_eq!(config.log.format, LogFormat::Json);
     assert_eq!(config.log.filter, "tollgate=debug,info");
 
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9191");
+    assert_eq!(config.admin.ledger_probe_interval, Duration::from_secs(2));
+    assert_eq!(config.admin.ledger_stale_after, Duration::from_secs(20));
     assert_eq!(
         exposed(config.admin.token.as_ref()),
         "admin-test-secret-123"
@@ -204,6 +243,7 @@ fn full_file_sets_every_key() {
         PathBuf::from("/etc/tollgate/pricing.toml")
     );
     assert!(!config.pricing.watch);
+    assert_eq!(config.pricing.watch_interval, Duration::from_secs(30));
     assert_eq!(config.pricing.image_token_bound, 5000);
     assert_eq!(config.pricing.audio_token_bound, 7000);
     assert_eq!(config.pricing.default_markup, dec!(1.15));
@@ -230,6 +270,11 @@ const ENV_CASES: &[(&str, &str, Field, &str)] = &[
     ("TOLLGATE_DATA_DIR", "/srv/data", |c| debug(&c.data_dir), "\"/srv/data\""),
     ("TOLLGATE_CUSTOMER_HEADER", "X-Org", |c| c.customer_header.to_string(), "x-org"),
     ("TOLLGATE_MAX_BODY_BYTES", "1KiB", |c| c.max_body_bytes.to_string(), "1024"),
+    ("TOLLGATE_MAX_HEADER_BYTES", "2KiB", |c| c.max_header_bytes.to_string(), "2048"),
+    ("TOLLGATE_MAX_JSON_DEPTH", "8", |c| c.max_json_depth.to_string(), "8"),
+    ("TOLLGATE_CLIENT_KEYS", " key-one-0123456789, ,key-two-0123456789 ", client_keys, "key-one-0123456789,key-two-0123456789"),
+    ("TOLLGATE_CLIENT_KEYS_FILE", "/k", |c| debug(&c.client_auth.keys_file), "Some(\"/k\")"),
+    ("TOLLGATE_REQUIRE_CLIENT_KEY", "true", |c| debug(c.client_auth.require_key), "true"),
     ("TOLLGATE_MAX_CONNECTIONS", "8", |c| c.max_connections.to_string(), "8"),
     ("TOLLGATE_SHUTDOWN_GRACE", "0", |c| debug(c.shutdown_grace), "0ns"),
     ("TOLLGATE_PASS_THROUGH_ROUTES", "/a,/b", |c| c.pass_through_routes.join(" "), "/a /b"),
@@ -237,6 +282,8 @@ const ENV_CASES: &[(&str, &str, Field, &str)] = &[
     ("TOLLGATE_LOG_FILTER", "debug", |c| c.log.filter.clone(), "debug"),
     ("TOLLGATE_ADMIN_LISTEN", "[::1]:9000", |c| c.admin.listen.to_string(), "[::1]:9000"),
     ("TOLLGATE_ADMIN_TOKEN", "tok-1", |c| exposed(c.admin.token.as_ref()), "tok-1"),
+    ("TOLLGATE_ADMIN_LEDGER_PROBE_INTERVAL", "250ms", |c| debug(c.admin.ledger_probe_interval), "250ms"),
+    ("TOLLGATE_ADMIN_LEDGER_STALE_AFTER", "3s", |c| debug(c.admin.ledger_stale_after), "3s"),
     ("TOLLGATE_UPSTREAM_URL", "http://u:1/v1", |c| c.upstream.url.clone(), "http://u:1"),
     ("TOLLGATE_UPSTREAM_API_KEY", "sk-1", |c| exposed(c.upstream.api_key.as_ref()), "sk-1"),
     ("TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", "1s", |c| debug(c.upstream.connect_timeout), "1s"),
@@ -260,6 +307,7 @@ const ENV_CASES: &[(&str, &str, Field, &str)] = &[
     ("TOLLGATE_BLNK_FAIL_OPEN_POSTPAID", "false", |c| debug(c.blnk.fail_open_postpaid), "false"),
     ("TOLLGATE_PRICING_FILE", "p.toml", |c| debug(&c.pricing.file), "\"p.toml\""),
     ("TOLLGATE_PRICING_WATCH", "0", |c| debug(c.pricing.watch), "false"),
+    ("TOLLGATE_PRICING_WATCH_INTERVAL", "2s", |c| debug(c.pricing.watch_interval), "2s"),
     ("TOLLGATE_PRICING_IMAGE_TOKEN_BOUND", "11", |c| debug(c.pricing.image_token_bound), "11"),
     ("TOLLGATE_PRICING_AUDIO_TOKEN_BOUND", "12", |c| debug(c.pricing.audio_token_bound), "12"),
     ("TOLLGATE_PRICING_DEFAULT_MARKUP", "1.30", |c| c.pricing.default_markup.to_string(), "1.30"),
@@ -273,10 +321,21 @@ const ENV_CASES: &[(&str, &str, Field, &str)] = &[
     ("BLNK_API_KEY", "bk-alias", |c| exposed(c.blnk.api_key.as_ref()), "bk-alias"),
 ];
 
+/// Variables that need the upstream key as well, because client keys require it.
+const NEED_UPSTREAM_KEY: [&str; 3] = [
+    "TOLLGATE_CLIENT_KEYS",
+    "TOLLGATE_CLIENT_KEYS_FILE",
+    "TOLLGATE_REQUIRE_CLIENT_KEY",
+];
+
 #[test]
 fn env_overrides_each_key() {
     for &(var, value, field, expected) in ENV_CASES {
-        let config = load_env(&[(var, value)]).unwrap_or_else(|error| panic!("{var}: {error}"));
+        let mut pairs = vec![(var, value)];
+        if NEED_UPSTREAM_KEY.contains(&var) {
+            pairs.push(("OPENAI_API_KEY", "sk-operator"));
+        }
+        let config = load_env(&pairs).unwrap_or_else(|error| panic!("{var}: {error}"));
         assert_eq!(field(&config), expected, "{var}={value}");
     }
 }
@@ -458,6 +517,8 @@ fn invalid_values_name_key_and_source() {
             "for admin.listen",
         ),
         ("TOLLGATE_MAX_CONNECTIONS", "0", "for max_connections"),
+        ("TOLLGATE_MAX_JSON_DEPTH", "0", "for max_json_depth"),
+        ("TOLLGATE_MAX_HEADER_BYTES", "100", "for max_header_bytes"),
     ];
     for (var, value, expected) in cases {
         let error = load_env(&[(var, value)]).expect_err(var).to_string();
@@ -624,4 +685,54 @@ fn unreadable_file_names_path() {
     let path = Path::new("/nonexistent/tollgate.toml");
     let error = read_file(path).expect_err("missing file").to_string();
     assert!(error.contains("/nonexistent/tollgate.toml"), "{error}");
+}
+
+#[test]
+fn client_keys_need_the_upstream_key() {
+    let cases: [(&str, &str); 3] = [
+        ("TOLLGATE_CLIENT_KEYS", "client-key-secret-123"),
+        ("TOLLGATE_CLIENT_KEYS_FILE", "/etc/tollgate/client-keys"),
+        ("TOLLGATE_REQUIRE_CLIENT_KEY", "true"),
+    ];
+    for (var, value) in cases {
+        let error = load_env(&[(var, value)]).expect_err(var);
+        assert!(
+            matches!(error, ConfigError::ClientKeysWithoutUpstreamKey { .. }),
+            "{var}: {error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("OPENAI_API_KEY"), "{message}");
+        assert!(message.contains(&format!("from {var}")), "{message}");
+        assert!(!message.contains("secret-123"), "{message}");
+
+        let with_key = load_env(&[(var, value), ("OPENAI_API_KEY", "sk-operator")]);
+        assert!(with_key.is_ok(), "{var} with OPENAI_API_KEY");
+    }
+}
+
+#[test]
+fn invalid_client_keys_stay_secret() {
+    let cases = [
+        "secret-123",
+        "client-key-secret-123,bad key secret-123",
+        "tg-0123456789abcdef-secret-123",
+        " , ",
+    ];
+    for value in cases {
+        let pairs = [
+            ("TOLLGATE_CLIENT_KEYS", value),
+            ("OPENAI_API_KEY", "sk-operator"),
+        ];
+        let error = load_env(&pairs).expect_err(value);
+        let message = error.to_string();
+        assert!(
+            message.starts_with("invalid value for client_keys (from TOLLGATE_CLIENT_KEYS)"),
+            "{value:?}: {message}"
+        );
+        assert_secret_absent(&error);
+    }
+
+    let text = "client_keys = [\"client-key-secret-123\", 7]\n[upstream]\napi_key = \"sk-1\"\n";
+    let error = load_file(text).expect_err("number in key list");
+    assert_secret_absent(&error);
 }

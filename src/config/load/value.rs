@@ -29,6 +29,7 @@ pub(super) enum Raw<'a> {
 pub(super) enum Value {
     Text(String),
     Secret(Secret),
+    ClientKeys(Vec<Secret>),
     Path(PathBuf),
     Address(SocketAddr),
     Header(HeaderName),
@@ -120,6 +121,7 @@ pub(super) fn parse(kind: Kind, raw: Raw<'_>) -> Result<Value, Expected> {
     match kind {
         Kind::Text => parse_text(raw).map(Value::Text),
         Kind::Secret => parse_secret(raw).map(Value::Secret),
+        Kind::ClientKeys => parse_client_keys(raw).map(Value::ClientKeys),
         Kind::Path => parse_path(raw).map(Value::Path),
         Kind::Url => parse_url(raw, false).map(Value::Text),
         Kind::ApiBaseUrl => parse_url(raw, true).map(Value::Text),
@@ -155,6 +157,38 @@ fn parse_secret(raw: Raw<'_>) -> Result<Secret, Expected> {
         Ok(Secret::new(text))
     } else {
         Err("a non-empty string of visible ASCII characters without spaces".into())
+    }
+}
+
+/// Accepts a TOML array of strings, or comma-separated text in which empty entries are
+/// skipped. At least one key must remain, and each must pass
+/// [`crate::auth::validate_client_key`].
+fn parse_client_keys(raw: Raw<'_>) -> Result<Vec<Secret>, Expected> {
+    let entries: Option<Vec<&str>> = match raw {
+        Raw::Toml(DeValue::Array(items)) => {
+            items.iter().map(|item| item.get_ref().as_str()).collect()
+        }
+        _ => raw.text().map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .collect()
+        }),
+    };
+    match entries {
+        Some(entries)
+            if !entries.is_empty()
+                && entries
+                    .iter()
+                    .all(|entry| crate::auth::validate_client_key(entry).is_ok()) =>
+        {
+            Ok(entries.into_iter().map(Secret::new).collect())
+        }
+        _ => Err(format!(
+            "a list of one or more keys (comma-separated in an environment variable), each {}",
+            crate::auth::KEY_RULE
+        )
+        .into()),
     }
 }
 
