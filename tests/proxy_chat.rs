@@ -1,6 +1,12 @@
 //! Non-streaming chat completions through the real proxy, against the fake Blnk and a
 //! wiremock upstream: exact charges, holds, rejections and header hygiene.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failed unwrap is a failed test, and tasks need no names here"
+)]
+
 mod support;
 
 use std::time::Duration;

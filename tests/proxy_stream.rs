@@ -2,6 +2,12 @@
 //! usage is metered from the stream, the charge lands before the terminator, and
 //! disconnects and broken streams are billed right.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failed unwrap is a failed test, and tasks need no names here"
+)]
+
 mod support;
 
 use std::sync::Arc;
@@ -59,7 +65,7 @@ async fn run_case(name: &str, body_edit: impl FnOnce(&mut Value)) -> (String, Ca
     let response = post_stream(&harness, "cust_postpaid_01", &body).await;
     assert_eq!(response.status().as_u16(), case.expected_status(), "{name}");
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+    let id = response.headers()[REQUEST_ID].to_str().expect("ascii id").to_string();
     let text = read_all(response).await;
     // The charge was recorded before the terminator was forwarded, so it is visible now.
     let charge = charge_of(&harness.blnk, &id);
