@@ -1,22 +1,28 @@
 //! The `tollgate` command line: `serve` and the operator commands.
 
+mod billing;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Billing;
 use crate::billing::SystemBalances;
 use crate::config::{self, Config};
-use crate::customers::Operations;
+use crate::customers::{Funding, Operations};
 use crate::ids::CustomerId;
 use crate::ledger::BlnkClient;
 use crate::money::Usd;
 use crate::pricing::PriceTable;
 
 #[derive(Parser, Debug)]
-#[command(name = "tollgate", version, about = "OpenAI-compatible proxy that bills usage into a Blnk ledger")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "OpenAI-compatible proxy that bills usage into a Blnk ledger"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Defaults to $TOLLGATE_CONFIG; every key can also be set
     /// with TOLLGATE_<SECTION>_<KEY>.
@@ -47,9 +53,46 @@ pub enum Command {
         #[arg(long)]
         reference: Option<String>,
     },
+    /// Record a payment of a postpaid invoice: funds the wallet from the world balance.
+    Pay {
+        customer: String,
+        /// Amount in US dollars, such as 120 or 12.50.
+        usd: String,
+        /// Idempotency reference, such as the invoice number; recorded as tg:pay:<ID>:<R>.
+        #[arg(long)]
+        reference: String,
+    },
+    /// Print a customer's invoice for the period [--from, --to).
+    Invoice {
+        customer: String,
+        /// Start of the period, included: a UTC date (YYYY-MM-DD, midnight UTC) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        /// End of the period, excluded: a UTC date (YYYY-MM-DD, midnight UTC) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        to: String,
+        /// Output format; table rounds amounts to cents, json and csv are exact.
+        #[arg(long, value_enum, default_value_t = InvoiceFormat::Table)]
+        format: InvoiceFormat,
+    },
     /// Validate a price file and print its table.
     #[command(subcommand)]
     Pricing(PricingCommand),
+    /// Create, revoke and list per-customer client keys.
+    #[command(subcommand)]
+    Key(crate::auth::KeyCommand),
+    /// List and retry the charges and hold voids not yet confirmed by Blnk. Works while the
+    /// server runs.
+    #[command(subcommand)]
+    Outbox(crate::outbox::view::OutboxCommand),
+}
+
+/// Output format of `tollgate invoice`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InvoiceFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +108,30 @@ pub enum CustomerCommand {
     },
     /// Show balance, held and available amounts, tokens used and billing terms.
     Show { customer: String },
+    /// Change a customer's billing terms. Each replica applies them within its account
+    /// cache TTL (blnk.account_cache_ttl, 30 s by default).
+    Set {
+        customer: String,
+        #[command(flatten)]
+        terms: NewTerms,
+    },
+    /// List every customer with its terms and balance.
+    List,
+}
+
+/// The terms `customer set` writes: exactly one of --prepaid and --postpaid.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("billing").required(true).args(["prepaid", "postpaid"])))]
+pub struct NewTerms {
+    /// Pays in advance; requests beyond the wallet are rejected with 402.
+    #[arg(long)]
+    pub prepaid: bool,
+    /// Pays by invoice; the wallet runs into overdraft.
+    #[arg(long)]
+    pub postpaid: bool,
+    /// Largest overdraft of a postpaid customer, in US dollars; absent means no cap.
+    #[arg(long, requires = "postpaid", value_name = "USD")]
+    pub credit_limit: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -97,15 +164,28 @@ pub enum CliError {
 
 impl Terms {
     pub fn billing(&self) -> Result<Billing, CliError> {
-        if !self.postpaid {
-            return Ok(Billing::Prepaid);
-        }
-        let credit_limit = match &self.credit_limit {
-            Some(text) => Some(Usd::parse_positive(text).map_err(|e| CliError::Usage(format!("--credit-limit: {e}")))?),
-            None => None,
-        };
-        Ok(Billing::Postpaid { credit_limit })
+        billing_of(self.postpaid, self.credit_limit.as_deref())
     }
+}
+
+impl NewTerms {
+    pub fn billing(&self) -> Result<Billing, CliError> {
+        billing_of(self.postpaid, self.credit_limit.as_deref())
+    }
+}
+
+fn billing_of(postpaid: bool, credit_limit: Option<&str>) -> Result<Billing, CliError> {
+    if !postpaid {
+        return Ok(Billing::Prepaid);
+    }
+    let credit_limit = match credit_limit {
+        Some(text) => Some(
+            Usd::parse_positive(text)
+                .map_err(|e| CliError::Usage(format!("--credit-limit: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Billing::Postpaid { credit_limit })
 }
 
 /// Runs a parsed command line.
@@ -128,8 +208,48 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Customer(command) => customer(&config, command, cli.json).await,
-        Command::Topup { customer, usd, reference } => topup(&config, &customer, &usd, reference, cli.json).await,
+        Command::Topup {
+            customer,
+            usd,
+            reference,
+        } => {
+            let funding = billing::FundingArgs {
+                customer: &customer,
+                usd: &usd,
+                reference: reference.as_deref(),
+            };
+            billing::fund(&config, Funding::TopUp, funding, cli.json).await
+        }
+        Command::Pay {
+            customer,
+            usd,
+            reference,
+        } => {
+            let funding = billing::FundingArgs {
+                customer: &customer,
+                usd: &usd,
+                reference: Some(&reference),
+            };
+            billing::fund(&config, Funding::Payment, funding, cli.json).await
+        }
+        Command::Invoice {
+            customer,
+            from,
+            to,
+            format,
+        } => {
+            let format = if cli.json {
+                InvoiceFormat::Json
+            } else {
+                format
+            };
+            billing::invoice(&config, &customer, (&from, &to), format).await
+        }
         Command::Pricing(PricingCommand::Check { file }) => pricing_check(&config, file),
+        Command::Key(command) => crate::auth::commands::run(&config, command, cli.json).await,
+        Command::Outbox(command) => crate::outbox::view::run(&config, command, cli.json)
+            .await
+            .map_err(failed),
     }
 }
 
@@ -138,8 +258,12 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let listen = config.listen;
     let admin_listen = config.admin.listen;
     let state = crate::server::build_state(config).map_err(|e| CliError::Failed(e.to_string()))?;
-    let listener = crate::server::bind(listen).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    let admin = crate::server::bind(admin_listen).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let listener = crate::server::bind(listen)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let admin = crate::server::bind(admin_listen)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let shutdown = CancellationToken::new();
     crate::task::spawn_named("signals", crate::server::watch_signals(shutdown.clone()));
     crate::server::run_with_admin(state, listener, Some(admin), shutdown)
@@ -148,8 +272,12 @@ async fn serve(config: Config) -> Result<(), CliError> {
 }
 
 pub fn operations(config: &Config) -> Result<Operations, CliError> {
-    let blnk = BlnkClient::new(&config.blnk.url, config.blnk.api_key.clone(), config.blnk.request_timeout)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let blnk = BlnkClient::new(
+        &config.blnk.url,
+        config.blnk.api_key.clone(),
+        config.blnk.request_timeout,
+    )
+    .map_err(|e| CliError::Failed(e.to_string()))?;
     Ok(Operations {
         blnk,
         ledger_name: config.blnk.ledger_name.clone(),
@@ -165,11 +293,11 @@ pub fn parse_customer(text: &str) -> Result<CustomerId, CliError> {
     CustomerId::parse(text).map_err(|e| CliError::Usage(e.to_string()))
 }
 
-fn failed(error: impl std::fmt::Display) -> CliError {
+pub(crate) fn failed(error: impl std::fmt::Display) -> CliError {
     CliError::Failed(error.to_string())
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(failed)?;
     println!("{text}");
     Ok(())
@@ -178,16 +306,30 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
 async fn customer(config: &Config, command: CustomerCommand, json: bool) -> Result<(), CliError> {
     let ops = operations(config)?;
     match command {
-        CustomerCommand::Create { customer, name, terms } => {
+        CustomerCommand::Create {
+            customer,
+            name,
+            terms,
+        } => {
             let id = parse_customer(&customer)?;
             let billing = terms.billing()?;
-            let created = ops.create_customer(&id, name.as_deref(), billing).await.map_err(failed)?;
+            let created = ops
+                .create_customer(&id, name.as_deref(), billing)
+                .await
+                .map_err(failed)?;
             if json {
                 return print_json(&created);
             }
-            let verb = if created.created_anything { "created" } else { "already exists" };
+            let verb = if created.created_anything {
+                "created"
+            } else {
+                "already exists"
+            };
             println!("customer {} {verb}", created.customer_id);
-            println!("  billing         {}", describe_terms(&created.billing, created.credit_limit_usd.as_deref()));
+            println!(
+                "  billing         {}",
+                describe_terms(&created.billing, created.credit_limit_usd.as_deref())
+            );
             println!("  USD wallet      {}", created.usd_balance_id);
             println!("  TOKENS balance  {}", created.tokens_balance_id);
             println!("  identity        {}", created.identity_id);
@@ -197,23 +339,37 @@ async fn customer(config: &Config, command: CustomerCommand, json: bool) -> Resu
         CustomerCommand::Show { customer } => {
             let id = parse_customer(&customer)?;
             let view = ops.show_customer(&id).await.map_err(failed)?;
+            let outbox = crate::outbox::view::customer_counts(config, id.as_str()).await;
             if json {
-                return print_json(&view);
+                return print_json(&crate::outbox::view::WithOutbox {
+                    account: &view,
+                    outbox,
+                });
             }
             println!("customer {}", view.customer_id);
-            println!("  billing         {}", describe_terms(&view.billing, view.credit_limit_usd.as_deref()));
+            println!(
+                "  billing         {}",
+                describe_terms(&view.billing, view.credit_limit_usd.as_deref())
+            );
             println!("  balance         ${}", view.balance_usd);
             println!("  held            ${}", view.held_usd);
             println!("  available       ${}", view.available_usd);
             println!("  tokens used     {}", view.tokens_used);
             println!("  USD wallet      {}", view.usd_balance_id);
             println!("  TOKENS balance  {}", view.tokens_balance_id);
+            crate::outbox::view::print_customer_counts(outbox.as_ref());
             Ok(())
         }
+        CustomerCommand::Set { customer, terms } => {
+            let id = parse_customer(&customer)?;
+            let billing = terms.billing()?;
+            billing::set_terms(&ops, &id, billing, json).await
+        }
+        CustomerCommand::List => billing::list(&ops, json).await,
     }
 }
 
-fn describe_terms(billing: &str, limit: Option<&str>) -> String {
+pub(crate) fn describe_terms(billing: &str, limit: Option<&str>) -> String {
     match limit {
         Some(limit) => format!("{billing}, credit limit ${limit}"),
         None if billing == "postpaid" => "postpaid, no credit limit".to_string(),
@@ -221,33 +377,11 @@ fn describe_terms(billing: &str, limit: Option<&str>) -> String {
     }
 }
 
-async fn topup(config: &Config, customer: &str, usd: &str, reference: Option<String>, json: bool) -> Result<(), CliError> {
-    let id = parse_customer(customer)?;
-    let amount = Usd::parse_positive(usd).map_err(|e| CliError::Usage(e.to_string()))?;
-    let generated = reference.is_none();
-    let suffix = reference.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let reference = format!("tg:topup:{id}:{suffix}");
-    let ops = operations(config)?;
-    let funded = ops.fund(&id, amount, &reference, "topup").await.map_err(failed)?;
-    if json {
-        return print_json(&funded);
-    }
-    if funded.already_recorded {
-        println!("top-up {} was already recorded (${} to {}); nothing changed", funded.reference, funded.amount_usd, id);
-    } else {
-        println!("topped up {} with ${}", id, funded.amount_usd);
-    }
-    if generated {
-        println!("  reference {} (pass --reference {suffix} to repeat it safely)", funded.reference);
-    } else {
-        println!("  reference {}", funded.reference);
-    }
-    Ok(())
-}
-
 fn pricing_check(config: &Config, file: Option<PathBuf>) -> Result<(), CliError> {
     let path = file.unwrap_or_else(|| config.pricing.file.clone());
-    let table = PriceTable::load(&path).map_err(failed)?;
+    let table = PriceTable::load(&path)
+        .and_then(|table| table.with_default_markup(config.pricing.default_markup))
+        .map_err(failed)?;
     println!("{}", table.render());
     println!("{}: {} models, valid", path.display(), table.model_count());
     Ok(())

@@ -57,7 +57,15 @@ pub fn leg_metadata(facts: &ChargeFacts<'_>) -> Map<String, Value> {
     put("amount_usd", cost.amount.to_usd().to_string().into());
     put("provider_cost_usd", cost.provider_cost.to_string().into());
     put("markup", cost.markup.normalize().to_string().into());
-    put("price_effective_from", cost.effective_from.date_naive().to_string().into());
+    // A date when the price took effect at midnight UTC, else the exact instant, so two
+    // prices that start on the same day stay distinguishable.
+    let from = cost.effective_from;
+    let effective_from = if from.time() == chrono::NaiveTime::MIN {
+        from.date_naive().to_string()
+    } else {
+        from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    put("price_effective_from", effective_from.into());
     if let Some(tier) = &cost.service_tier {
         put("service_tier", tier.as_str().into());
     }
