@@ -13,6 +13,18 @@ use crate::money::Usd;
 /// Why tollgate answered a request itself instead of relaying upstream's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    // The client did not authenticate. Neither message contains the presented key.
+    #[error(
+        "missing API key: send a tollgate client key as the bearer token \
+         (Authorization: Bearer <key>), which is the api_key of an OpenAI SDK"
+    )]
+    MissingApiKey,
+    #[error(
+        "invalid API key: the bearer token is not a valid tollgate client key; send the key \
+         the operator issued (Authorization: Bearer <key>) as the api_key of your OpenAI SDK"
+    )]
+    InvalidApiKey,
+
     // The client sent something tollgate cannot serve.
     #[error("missing customer id: send the paying customer's id in the {header} header")]
     MissingCustomerId { header: String },
@@ -20,6 +32,17 @@ pub enum ProxyError {
     InvalidCustomerId { header: String, source: InvalidCustomerId },
     #[error("invalid JSON in the request body: {detail}")]
     InvalidJson { detail: String },
+    #[error(
+        "invalid JSON in the request body: arrays and objects are nested deeper than {limit} \
+         levels, the limit (max_json_depth); flatten the request or ask the operator to raise \
+         max_json_depth"
+    )]
+    JsonTooDeep { limit: usize },
+    #[error(
+        "request headers too large: {size} bytes of header names and values, above the limit \
+         of {limit} bytes (max_header_bytes); send fewer or smaller headers"
+    )]
+    HeadersTooLarge { size: usize, limit: usize },
     #[error("missing model: the request body must name a model, for example \"model\": \"gpt-4o-mini\"")]
     MissingModel,
     #[error(
@@ -50,6 +73,11 @@ pub enum ProxyError {
     UpstreamTimeout { seconds: u64 },
 
     // tollgate itself failed.
+    #[error(
+        "tollgate client keys need the operator's OpenAI key, but OPENAI_API_KEY is not set \
+         on this server, so the request was not sent upstream; ask the operator to set it"
+    )]
+    UpstreamKeyMissing,
     #[error("internal error in tollgate: {detail}")]
     Internal { detail: String },
 }
@@ -60,9 +88,15 @@ impl ProxyError {
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ProxyError::*;
         match self {
+            MissingApiKey | InvalidApiKey => (StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key"),
             MissingCustomerId { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "missing_customer_id"),
             InvalidCustomerId { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_customer_id"),
-            InvalidJson { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_json"),
+            InvalidJson { .. } | JsonTooDeep { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_json"),
+            HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "invalid_request_error",
+                "headers_too_large",
+            ),
             MissingModel => (StatusCode::BAD_REQUEST, "invalid_request_error", "missing_model"),
             ModelNotPriced { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "model_not_priced"),
             Unsupported { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_request"),
@@ -74,6 +108,7 @@ impl ProxyError {
             AccountMisconfigured { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "account_misconfigured"),
             UpstreamUnreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unreachable"),
             UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
+            UpstreamKeyMissing => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "upstream_key_missing"),
             Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
         }
     }
@@ -119,11 +154,18 @@ impl IntoResponse for ProxyError {
             }
         });
         let mut response = (status, axum::Json(body)).into_response();
-        // Retrying cannot help a request the customer cannot pay for; the SDKs obey this header.
-        if matches!(self, ProxyError::InsufficientFunds { .. }) {
+        // Retrying cannot help a request the customer cannot pay for, nor one the server is not
+        // configured to send; the SDKs obey this header.
+        if matches!(self, ProxyError::InsufficientFunds { .. } | ProxyError::UpstreamKeyMissing) {
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        // RFC 6750 section 3: a 401 names the authentication scheme the server expects.
+        if matches!(self, ProxyError::MissingApiKey | ProxyError::InvalidApiKey) {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -1,0 +1,72 @@
+//! The limit on open client connections: at `max_connections`, a further connection is not
+//! served until an open one closes.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::harness::{Harness, Options};
+
+const REQUEST: &[u8] =
+    b"GET /v1/no-such-route HTTP/1.1\r\nHost: tollgate\r\nConnection: close\r\n\r\n";
+
+async fn connect(harness: &Harness) -> TcpStream {
+    let address = harness.url.trim_start_matches("http://");
+    TcpStream::connect(address).await.expect("connect")
+}
+
+/// Sends a request and reads the status line of the response, waiting at most `wait`.
+async fn status_line(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = async {
+        while !head.ends_with(b"\r\n") {
+            if stream.read(&mut byte).await.ok()? == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        Some(String::from_utf8_lossy(&head).trim().to_owned())
+    };
+    tokio::time::timeout(wait, read).await.ok().flatten()
+}
+
+#[tokio::test]
+async fn connection_limit_defers_extra_connections() {
+    let harness = Harness::start_with(Options {
+        env: vec![("TOLLGATE_MAX_CONNECTIONS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+
+    // Two idle connections take both slots. A served request proves each was accepted.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&harness).await;
+        stream
+            .write_all(b"GET /v1/no-such-route HTTP/1.1\r\nHost: tollgate\r\n\r\n")
+            .await
+            .expect("write");
+        let status = status_line(&mut stream, Duration::from_secs(5)).await;
+        assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"));
+        idle.push(stream);
+    }
+
+    let mut waiting = connect(&harness).await;
+    waiting.write_all(REQUEST).await.expect("write");
+    let early = status_line(&mut waiting, Duration::from_millis(500)).await;
+    assert_eq!(
+        early, None,
+        "a third connection was served over the limit of 2"
+    );
+
+    drop(idle.pop());
+    let late = status_line(&mut waiting, Duration::from_secs(5)).await;
+    assert_eq!(
+        late.as_deref(),
+        Some("HTTP/1.1 404 Not Found"),
+        "served once a slot freed"
+    );
+    harness.stop().await;
+}

@@ -1,0 +1,227 @@
+//! Header size, JSON depth, body size and customer id limits, each rejected before upstream
+//! is called, with its own status and OpenAI-shaped error.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::harness::{Harness, Options};
+
+fn chat_response() -> Value {
+    json!({
+        "id": "chatcmpl-limits",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}
+    })
+}
+
+async fn start(env: Vec<(&'static str, String)>) -> Harness {
+    let harness = Harness::start_with(Options {
+        env,
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_response()))
+        .mount(&harness.upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": []})),
+        )
+        .mount(&harness.upstream)
+        .await;
+    harness.postpaid("cust_limits").await;
+    harness
+}
+
+/// Builds a chat body whose arrays and objects nest exactly `depth` levels (at least 3).
+fn body_with_depth(depth: usize) -> String {
+    let inner = depth - 1;
+    format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}],"metadata_probe":{}{}}}"#,
+        "[".repeat(inner),
+        "]".repeat(inner)
+    )
+}
+
+async fn post_raw(harness: &Harness, body: String) -> reqwest::Response {
+    harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "cust_limits")
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("tollgate answers")
+}
+
+/// Reads an OpenAI-shaped error and checks its status, type and code.
+async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(response.status().as_u16(), status, "{code}");
+    let error: Value = response.json().await.expect("JSON error body");
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{code}");
+    assert_eq!(error["error"]["code"], code);
+    assert!(
+        error["error"].get("param").is_some(),
+        "{code}: OpenAI error shape"
+    );
+    error["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned()
+}
+
+async fn upstream_calls(harness: &Harness) -> usize {
+    harness
+        .upstream
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .len()
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let harness = start(vec![("TOLLGATE_MAX_HEADER_BYTES", "2KiB".into())]).await;
+    let padding = "a".repeat(3000);
+    let client = harness.http();
+    let requests = [
+        client
+            .post(format!("{}/v1/chat/completions", harness.url))
+            .body(body_with_depth(3)),
+        client.get(format!("{}/v1/models", harness.url)),
+        client.get(format!("{}/v1/no-such-route", harness.url)),
+    ];
+    for request in requests {
+        let response = request
+            .header("X-Customer-Id", "cust_limits")
+            .header("X-Padding", &padding)
+            .send()
+            .await
+            .expect("answer");
+        let message = expect_error(response, 431, "headers_too_large").await;
+        assert!(message.contains("2048 bytes"), "{message}");
+        assert!(message.contains("max_header_bytes"), "{message}");
+    }
+    assert_eq!(upstream_calls(&harness).await, 0);
+
+    let within = client
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "cust_limits")
+        .header("X-Padding", "a".repeat(1500))
+        .header("Content-Type", "application/json")
+        .body(body_with_depth(3))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(within.status(), 200, "headers below the limit pass");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn deep_json_gets_invalid_json() {
+    let harness = start(vec![("TOLLGATE_MAX_JSON_DEPTH", "8".into())]).await;
+
+    let message = expect_error(
+        post_raw(&harness, body_with_depth(9)).await,
+        400,
+        "invalid_json",
+    )
+    .await;
+    assert!(message.contains("deeper than 8 levels"), "{message}");
+    assert!(message.contains("max_json_depth"), "{message}");
+    assert_eq!(upstream_calls(&harness).await, 0);
+
+    assert_eq!(post_raw(&harness, body_with_depth(8)).await.status(), 200);
+    let brackets_in_strings = json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "[[[[[[[[[[{{{{{{{{{{ \" [[[[[[[[[[ \\ "}]
+    });
+    let response = post_raw(&harness, brackets_in_strings.to_string()).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "brackets inside strings do not count"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn default_depth_limit_is_64() {
+    let harness = start(Vec::new()).await;
+    let response = post_raw(&harness, body_with_depth(65)).await;
+    let message = expect_error(response, 400, "invalid_json").await;
+    assert!(message.contains("deeper than 64 levels"), "{message}");
+    assert_eq!(post_raw(&harness, body_with_depth(64)).await.status(), 200);
+
+    // Far deeper than serde_json's own recursion limit: still a clean 400, never a crash.
+    let response = post_raw(&harness, body_with_depth(100_000)).await;
+    expect_error(response, 400, "invalid_json").await;
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn large_body_gets_413() {
+    let harness = start(vec![("TOLLGATE_MAX_BODY_BYTES", "1KiB".into())]).await;
+    let big = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(2000)}]});
+
+    let message = expect_error(
+        post_raw(&harness, big.to_string()).await,
+        413,
+        "body_too_large",
+    )
+    .await;
+    assert!(message.contains("1024 bytes"), "{message}");
+    assert!(message.contains("max_body_bytes"), "{message}");
+
+    // Without Content-Length, the limit applies while the body is read.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(big.to_string().into_bytes())];
+    let chunked = harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "cust_limits")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("answer");
+    expect_error(chunked, 413, "body_too_large").await;
+    assert_eq!(upstream_calls(&harness).await, 0);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn customer_id_pattern_is_enforced() {
+    let harness = start(Vec::new()).await;
+    let too_long = "c".repeat(129);
+    for id in [
+        "bad id",
+        "-dash-first",
+        "a/b",
+        too_long.as_str(),
+        "caf\u{e9}",
+    ] {
+        let response = harness
+            .http()
+            .post(format!("{}/v1/chat/completions", harness.url))
+            .header(
+                "X-Customer-Id",
+                reqwest::header::HeaderValue::from_bytes(id.as_bytes()).expect("header"),
+            )
+            .header("Content-Type", "application/json")
+            .body(body_with_depth(3))
+            .send()
+            .await
+            .expect("answer");
+        expect_error(response, 400, "invalid_customer_id").await;
+    }
+    assert_eq!(upstream_calls(&harness).await, 0);
+    harness.stop().await;
+}
