@@ -194,7 +194,9 @@ fn string_len(body: &[u8], from: usize) -> usize {
 pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
     #[derive(Deserialize)]
     struct Options<'a> {
-        #[serde(borrow)]
+        // `null` must be captured too: a null member left in place beside an inserted one
+        // would leave upstream free to read the null and report no usage.
+        #[serde(borrow, default, deserialize_with = "raw_including_null")]
         stream_options: Option<&'a RawValue>,
     }
     let parsed: Options<'_> = serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
@@ -205,11 +207,14 @@ pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
         Some(raw) => {
             let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
             let end = start + raw.get().len();
-            let mut options: serde_json::Map<String, serde_json::Value> =
+            let mut options: serde_json::Map<String, serde_json::Value> = if raw.get() == "null" {
+                serde_json::Map::new()
+            } else {
                 serde_json::from_str(raw.get()).map_err(|_| ProxyError::Unsupported {
                     message: "stream_options must be a JSON object such as {\"include_usage\": true}".to_string(),
                     param: Some("stream_options"),
-                })?;
+                })?
+            };
             options.insert("include_usage".to_string(), serde_json::Value::Bool(true));
             let replacement = serde_json::to_vec(&options).map_err(|error| ProxyError::Internal {
                 detail: error.to_string(),
@@ -243,6 +248,14 @@ pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
             Ok(out)
         }
     }
+}
+
+/// Deserializes a member as raw JSON, `null` included, so its bytes can be replaced.
+fn raw_including_null<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 #[cfg(test)]
@@ -346,6 +359,15 @@ mod tests {
         );
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn null_stream_options_is_replaced() {
+        let out = force_include_usage(br#"{"model":"m","stream":true,"stream_options":null}"#).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::error::ProxyError;
 pub struct UpstreamClient {
     http: reqwest::Client,
     base: String,
+    connect_timeout: Duration,
     first_byte_timeout: Duration,
 }
 
@@ -26,6 +27,7 @@ impl UpstreamClient {
         Ok(UpstreamClient {
             http,
             base: config.url.trim_end_matches('/').to_string(),
+            connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
         })
     }
@@ -46,6 +48,15 @@ impl UpstreamClient {
         let request = self.http.request(method, url).headers(headers).body(body);
         match tokio::time::timeout(self.first_byte_timeout, request.send()).await {
             Ok(Ok(response)) => Ok(response),
+            // A connection that could not be opened is a connection failure (502), also when
+            // the connect timeout is what ended it.
+            Ok(Err(error)) if error.is_connect() && error.is_timeout() => Err(ProxyError::UpstreamUnreachable {
+                detail: format!(
+                    "no connection within the connect timeout of {} ms ({})",
+                    self.connect_timeout.as_millis(),
+                    describe(&error)
+                ),
+            }),
             Ok(Err(error)) if error.is_timeout() => Err(self.timeout_error()),
             Ok(Err(error)) => Err(ProxyError::UpstreamUnreachable {
                 detail: describe(&error),
