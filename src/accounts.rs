@@ -147,7 +147,8 @@ fn find_kind<'a>(
     Ok(balance)
 }
 
-fn parse_billing(customer: &CustomerId, meta_data: &Map<String, Value>) -> Result<Billing, AccountError> {
+/// Reads the billing terms recorded in a USD balance's metadata.
+pub(crate) fn parse_billing(customer: &CustomerId, meta_data: &Map<String, Value>) -> Result<Billing, AccountError> {
     match meta_data.get(meta::BILLING).and_then(Value::as_str) {
         Some("prepaid") => Ok(Billing::Prepaid),
         Some("postpaid") => {
@@ -184,11 +185,13 @@ pub enum Lookup {
 }
 
 /// Reads accounts from Blnk and keeps them for `ttl`. When Blnk cannot be reached, an entry
-/// up to `max_stale` old is still used.
+/// up to `max_stale` old is still used, and with `fail_open_postpaid` an unlimited postpaid
+/// account is served from its cached entry whatever its age.
 pub struct AccountDirectory {
     blnk: BlnkClient,
     ttl: Duration,
     max_stale: Duration,
+    fail_open_postpaid: bool,
     cache: Mutex<HashMap<CustomerId, (Instant, Account)>>,
 }
 
@@ -198,8 +201,16 @@ impl AccountDirectory {
             blnk,
             ttl,
             max_stale,
+            fail_open_postpaid: false,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Serves an unlimited postpaid account from a cached entry of any age while Blnk cannot
+    /// be reached. Its charge waits in the outbox, and no hold is at stake for such an account.
+    pub fn with_fail_open_postpaid(mut self, enabled: bool) -> Self {
+        self.fail_open_postpaid = enabled;
+        self
     }
 
     /// Finds a customer's account, from the cache while it is fresh.
@@ -220,16 +231,34 @@ impl AccountDirectory {
                 self.forget(customer);
                 Ok(Lookup::Unknown)
             }
-            Err(AccountError::Ledger(error)) if error.is_unavailable() => match cached {
-                Some((age, account)) if age < self.max_stale => {
-                    tracing::warn!(customer = %customer, age_ms = age.as_millis() as u64, %error,
-                        "ledger unreachable; using a cached account");
-                    Ok(Lookup::Found(account))
-                }
-                _ => Err(AccountError::Ledger(error)),
-            },
+            Err(AccountError::Ledger(error)) if error.is_unavailable() => self.fall_back(customer, cached, error),
             Err(error) => Err(error),
         }
+    }
+
+    /// Picks the cached account to use while Blnk cannot be reached, if any may be used.
+    fn fall_back(
+        &self,
+        customer: &CustomerId,
+        cached: Option<(Duration, Account)>,
+        error: LedgerError,
+    ) -> Result<Lookup, AccountError> {
+        let Some((age, account)) = cached else {
+            return Err(AccountError::Ledger(error));
+        };
+        let age_ms = age.as_millis() as u64;
+        if age < self.max_stale {
+            tracing::warn!(customer = %customer, age_ms, %error, "ledger unreachable; using a cached account");
+            return Ok(Lookup::Found(account));
+        }
+        let unlimited_postpaid = account.billing == Billing::Postpaid { credit_limit: None };
+        if self.fail_open_postpaid && unlimited_postpaid {
+            tracing::warn!(customer = %customer, age_ms, %error,
+                "ledger unreachable; serving an unlimited postpaid account from an old cached entry \
+                 (fail_open_postpaid), and its charge waits in the outbox");
+            return Ok(Lookup::Found(account));
+        }
+        Err(AccountError::Ledger(error))
     }
 
     /// Reads the account from Blnk, bypassing the cache.

@@ -1,35 +1,41 @@
 //! Billing: reserving a request's worst case with a hold, recording its charge durably,
 //! and releasing the hold.
 //!
-//! Every ledger write tollgate owes goes through the outbox first, so a crash or a Blnk
-//! outage delays a charge but never loses it; [`worker`] finishes what the request path
-//! could not.
+//! Every ledger write tollgate owes is stored in the outbox before it is sent, so a crash or
+//! a Blnk outage delays a charge instead of losing it, and [`worker`] finishes what the
+//! request path could not. The one exception is a charge the outbox fails to store: it is
+//! posted at once, kept in memory while Blnk fails, and lost if the process stops first.
 
+mod background;
 pub mod charge;
+mod hold;
 pub mod metadata;
 pub mod request;
 pub mod settle;
 pub mod worker;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::Value;
+use tokio::task::JoinHandle;
 
-use crate::accounts::Account;
-use crate::ledger::{BlnkClient, LedgerError, NewTransaction, VoidOutcome};
-use crate::money::{Nanos, USD_PRECISION, Usd};
+use crate::ledger::BlnkClient;
+use crate::money::{Nanos, Usd};
 use crate::outbox::{EntryKind, Outbox};
-use crate::task::spawn_named;
 
+use background::Background;
 pub use charge::{ChargeRecord, HoldRecord, SystemBalances, hold_reference, leg_reference};
+pub(crate) use hold::release;
+pub use hold::{Hold, HoldError};
 pub use settle::{SettleError, Settled};
 
 /// Whether a charge was recorded before the response completed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChargeStatus {
     Recorded,
-    /// Kept in the outbox; the worker posts it when Blnk answers.
+    /// Stored in the outbox, and the worker posts it once Blnk responds.
     Pending,
 }
 
@@ -42,25 +48,15 @@ impl ChargeStatus {
     }
 }
 
-/// A hold that reserves a request's quote.
-#[derive(Clone, Debug)]
-pub struct Hold {
-    pub outbox_id: i64,
-    pub record: HoldRecord,
-    pub amount: Nanos,
-}
-
-/// Why a hold could not be placed.
-#[derive(Debug, thiserror::Error)]
-pub enum HoldError {
-    #[error("the wallet cannot cover the quote")]
-    Refused,
-    #[error("the ledger is unavailable: {0}")]
-    Unavailable(LedgerError),
-    #[error("the ledger rejected the hold: {0}")]
-    Ledger(LedgerError),
-    #[error("the outbox could not record the hold: {0}")]
-    Outbox(String),
+/// The outcome of one try at posting a charge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Blnk has the charge, and its outbox entry is done.
+    Recorded,
+    /// Not recorded yet, for the reason given; the entry stays pending.
+    Pending(String),
+    /// Blnk rejected the charge for good; the entry is on the dead-letter list.
+    Dead(String),
 }
 
 /// Places holds and records charges for the proxy.
@@ -74,6 +70,7 @@ pub struct Biller {
     ledger_timeout: Duration,
     /// How long after a request starts its hold is known to be unused, so the worker may void it.
     hold_lifetime: Duration,
+    background: Arc<Background>,
 }
 
 impl Biller {
@@ -92,6 +89,7 @@ impl Biller {
             charge_timeout,
             ledger_timeout,
             hold_lifetime,
+            background: Arc::default(),
         }
     }
 
@@ -107,185 +105,173 @@ impl Biller {
         &self.system
     }
 
-    /// Reserves `quote` on the customer's wallet. The hold's reference is written to the
-    /// outbox before the hold is posted, so a crash at any point leaves a record to void it.
-    pub async fn place_hold(&self, account: &Account, request_id: &str, quote: Usd, limit: Usd) -> Result<Hold, HoldError> {
-        let record = HoldRecord {
-            request_id: request_id.to_string(),
-            customer_id: account.customer.to_string(),
-            reference: hold_reference(request_id),
-            transaction_id: None,
-        };
-        let payload = serde_json::to_value(&record).map_err(|e| HoldError::Outbox(e.to_string()))?;
-        let not_before = Utc::now() + self.hold_lifetime;
-        let outbox_id = self
-            .outbox
-            .insert_at(request_id, EntryKind::VoidHold, &payload, not_before)
-            .await
-            .map_err(|e| HoldError::Outbox(e.to_string()))?;
-
-        let amount = hold_amount(quote);
-        let expiry = Utc::now() + self.hold_lifetime;
-        let txn = NewTransaction {
-            precise_amount: amount.0,
-            precision: USD_PRECISION,
-            currency: "USD".into(),
-            source: account.usd_balance_id.clone(),
-            destination: self.system.revenue.clone(),
-            reference: record.reference.clone(),
-            description: format!("tollgate hold for request {request_id}"),
-            allow_overdraft: !limit.is_zero(),
-            overdraft_limit: (!limit.is_zero()).then(|| limit.as_decimal()),
-            inflight: true,
-            inflight_expiry_date: Some(expiry),
-            effective_date: None,
-            meta_data: hold_metadata(&record),
-        };
-        match self.blnk.post_transaction(&txn).await {
-            Ok(posted) => Ok(Hold {
-                outbox_id,
-                record: HoldRecord {
-                    transaction_id: Some(posted.transaction_id),
-                    ..record
-                },
-                amount,
-            }),
-            Err(error) => Err(self.hold_failed(outbox_id, error).await),
-        }
+    /// Returns the lifetime of every hold: its `inflight_expiry_date` is this long after it is placed.
+    pub fn hold_lifetime(&self) -> Duration {
+        self.hold_lifetime
     }
 
-    async fn hold_failed(&self, outbox_id: i64, error: LedgerError) -> HoldError {
-        let refused = matches!(
-            error,
-            LedgerError::InsufficientFunds { .. } | LedgerError::OverdraftLimitExceeded { .. }
-        );
-        // A refused or rejected hold wrote nothing; an unanswered one may exist, so its
-        // outbox entry stays for the worker to look up and void.
-        if refused || !error.is_unavailable() {
-            self.finish_entry(outbox_id).await;
-        }
-        if refused {
-            HoldError::Refused
-        } else if error.is_unavailable() {
-            HoldError::Unavailable(error)
-        } else {
-            HoldError::Ledger(error)
-        }
+    /// Spawns a named task that finishes billing work, such as a stream relay or a charge
+    /// post. Shutdown waits for these tasks ([`Biller::wait_idle`]) before it closes the outbox.
+    pub fn spawn_tracked<F>(&self, name: &'static str, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.background.spawn(name, future)
     }
 
-    /// Voids a hold's remainder in the background; the worker retries on failure.
-    pub fn release_hold(&self, hold: Hold) {
-        let biller = self.clone();
-        spawn_named("release-hold", async move {
-            match release(&biller.blnk, &hold.record).await {
-                Ok(()) => biller.finish_entry(hold.outbox_id).await,
-                Err(error) => {
-                    tracing::warn!(request_id = %hold.record.request_id, reference = %hold.record.reference,
-                        %error, "voiding the hold failed; the outbox worker will retry");
-                    // Make the entry due soon: an unvoided hold blocks the customer's funds.
-                    let retry_at = Utc::now() + Duration::from_secs(1);
-                    if let Err(error) = biller.outbox.record_failure(hold.outbox_id, &error.to_string(), retry_at).await {
-                        tracing::error!(outbox_id = hold.outbox_id, %error, "outbox update failed");
-                    }
-                }
-            }
-        });
+    /// Number of tasks started with [`Biller::spawn_tracked`] that are still running.
+    pub fn tracked_tasks(&self) -> usize {
+        self.background.running()
+    }
+
+    /// Waits until every task started with [`Biller::spawn_tracked`] has ended.
+    pub async fn wait_idle(&self) {
+        self.background.wait_idle().await;
     }
 
     /// Records a charge: written to the outbox, then posted. Waits at most `charge_timeout`
-    /// for Blnk; the post itself continues in the background and the worker retries a failure.
+    /// for both; the work continues in a background task, and the worker retries a failure.
     pub async fn charge(&self, record: ChargeRecord) -> ChargeStatus {
         if record.is_empty() {
             return ChargeStatus::Recorded;
         }
-        let payload = match serde_json::to_value(&record) {
-            Ok(payload) => payload,
-            Err(error) => {
-                tracing::error!(request_id = %record.request_id, %error, "charge could not be serialised");
-                return ChargeStatus::Pending;
-            }
-        };
-        // The worker must not race the post below, so the entry becomes due only after the
-        // post's own timeout has passed.
-        let not_before = Utc::now() + self.ledger_timeout + Duration::from_secs(1);
-        let outbox_id = match self.outbox.insert_at(&record.request_id, EntryKind::Charge, &payload, not_before).await {
-            Ok(id) => id,
-            Err(error) => {
-                tracing::error!(request_id = %record.request_id, %error,
-                    "the outbox could not record the charge; posting it without a durable copy");
-                -1
-            }
-        };
-
         let biller = self.clone();
-        let post = spawn_named("post-charge", async move { biller.settle_entry(outbox_id, record).await });
-        match tokio::time::timeout(self.charge_timeout, post).await {
-            Ok(Ok(true)) => ChargeStatus::Recorded,
+        let task = self.spawn_tracked(
+            "post-charge",
+            async move { biller.store_and_post(record).await },
+        );
+        match tokio::time::timeout(self.charge_timeout, task).await {
+            Ok(Ok(Settlement::Recorded)) => ChargeStatus::Recorded,
             _ => ChargeStatus::Pending,
         }
     }
 
-    /// Posts a charge once (plus one new attempt if the previous attempt is known not to stand)
-    /// and updates its outbox entry. Returns true when the charge is recorded.
-    pub(crate) async fn settle_entry(&self, outbox_id: i64, mut record: ChargeRecord) -> bool {
+    /// Writes the charge to the outbox, then posts it. When the outbox cannot store it, the
+    /// charge is posted anyway and, if that fails too, kept in memory for the worker, which
+    /// stores or posts it on its next pass. Only a stop of the process before then loses it.
+    async fn store_and_post(&self, record: ChargeRecord) -> Settlement {
+        // The worker must not race the post below, so the entry becomes due only after the
+        // post's own timeout has passed.
+        let not_before = Utc::now() + self.ledger_timeout + Duration::from_secs(1);
+        let stored = match serde_json::to_value(&record) {
+            Ok(payload) => self
+                .outbox
+                .insert_at(&record.request_id, EntryKind::Charge, &payload, not_before)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(format!("the charge could not be serialised: {error}")),
+        };
+        let outbox_id = match stored {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::error!(request_id = %record.request_id, %error,
+                    "the outbox could not store the charge; posting it without a durable copy");
+                return self.settle_unstored(record).await;
+            }
+        };
+        let settlement = self.settle_entry(Some(outbox_id), record).await;
+        if let Settlement::Pending(detail) = &settlement {
+            // Keeps the reason for `tollgate outbox list`; the entry stays due at `not_before`.
+            if let Err(error) = self
+                .outbox
+                .record_failure(outbox_id, detail, not_before)
+                .await
+            {
+                tracing::error!(outbox_id, %error, "outbox update failed");
+            }
+        }
+        settlement
+    }
+
+    /// Posts a charge that has no outbox entry, keeping it in memory when it stays pending.
+    pub(crate) async fn settle_unstored(&self, record: ChargeRecord) -> Settlement {
+        let settlement = self.settle_entry(None, record.clone()).await;
+        match &settlement {
+            Settlement::Recorded => {}
+            Settlement::Pending(_) => self.background.keep_unstored(record),
+            Settlement::Dead(reason) => {
+                let payload = serde_json::to_string(&record).unwrap_or_default();
+                tracing::error!(request_id = %record.request_id, %reason, %payload,
+                    "Blnk rejected a charge that the outbox could not store; post it by hand");
+            }
+        }
+        settlement
+    }
+
+    /// Takes the charges kept in memory because the outbox could not store them.
+    pub(crate) fn take_unstored(&self) -> Vec<ChargeRecord> {
+        self.background.take_unstored()
+    }
+
+    /// Number of charges kept in memory because the outbox could not store them.
+    pub fn unstored_charges(&self) -> usize {
+        self.background.unstored_count()
+    }
+
+    /// Posts a charge once (plus one new attempt if the previous attempt is known not to
+    /// stand) and updates its outbox entry, when it has one.
+    pub(crate) async fn settle_entry(
+        &self,
+        outbox_id: Option<i64>,
+        mut record: ChargeRecord,
+    ) -> Settlement {
         for _ in 0..2 {
             match settle::post_charge(&self.blnk, &self.system, &record).await {
                 Ok(settled) => {
                     tracing::debug!(request_id = %record.request_id, attempt = record.attempt, ?settled, "charge recorded");
-                    self.finish_entry(outbox_id).await;
-                    return true;
+                    if let Some(id) = outbox_id {
+                        self.finish_entry(id).await;
+                    }
+                    return Settlement::Recorded;
                 }
                 Err(SettleError::NewAttempt { attempt, detail }) => {
                     tracing::warn!(request_id = %record.request_id, attempt, %detail, "posting the charge again with new references");
                     record.attempt = attempt + 1;
-                    if let Ok(payload) = serde_json::to_value(&record)
-                        && outbox_id >= 0
-                        && let Err(error) = self.outbox.update_payload(outbox_id, &payload).await
-                    {
-                        tracing::error!(request_id = %record.request_id, %error, "outbox update failed");
-                        return false;
+                    if let Err(error) = self.store_attempt(outbox_id, &record).await {
+                        return Settlement::Pending(error);
                     }
                 }
                 Err(SettleError::Retry(detail)) => {
                     tracing::warn!(request_id = %record.request_id, %detail, "charge not recorded yet; it stays in the outbox");
-                    return false;
+                    return Settlement::Pending(detail);
                 }
                 Err(SettleError::Dead(reason)) => {
                     tracing::error!(request_id = %record.request_id, %reason, "Blnk rejected the charge; moved to the dead-letter list");
-                    if outbox_id >= 0 && let Err(error) = self.outbox.dead_letter(outbox_id, &reason).await {
-                        tracing::error!(request_id = %record.request_id, %error, "outbox update failed");
+                    if let Some(id) = outbox_id
+                        && let Err(error) = self.outbox.dead_letter(id, &reason).await
+                    {
+                        tracing::error!(request_id = %record.request_id, outbox_id = id, %error, "outbox update failed");
                     }
-                    return false;
+                    return Settlement::Dead(reason);
                 }
             }
         }
-        false
+        Settlement::Pending(format!("attempt {} is due again", record.attempt))
+    }
+
+    /// Stores the charge's new attempt number before that attempt is posted. The number
+    /// follows from the ledger alone, so a crash between the two steps is harmless: the
+    /// next try finds the earlier attempt reversed and derives the same number again.
+    async fn store_attempt(
+        &self,
+        outbox_id: Option<i64>,
+        record: &ChargeRecord,
+    ) -> Result<(), String> {
+        let Some(id) = outbox_id else {
+            return Ok(());
+        };
+        let payload = serde_json::to_value(record).map_err(|error| error.to_string())?;
+        self.outbox.update_payload(id, &payload).await.map_err(|error| {
+            tracing::error!(request_id = %record.request_id, outbox_id = id, %error, "outbox update failed");
+            format!("storing attempt {} failed: {error}", record.attempt)
+        })
     }
 
     async fn finish_entry(&self, outbox_id: i64) {
-        if outbox_id < 0 {
-            return;
-        }
         if let Err(error) = self.outbox.mark_done(outbox_id).await {
             tracing::error!(outbox_id, %error, "marking an outbox entry done failed; it will be checked again");
         }
-    }
-}
-
-/// Voids a hold, finding its id by reference when the request did not learn it.
-pub(crate) async fn release(blnk: &BlnkClient, hold: &HoldRecord) -> Result<(), LedgerError> {
-    let id = match &hold.transaction_id {
-        Some(id) => id.clone(),
-        None => match blnk.transaction_by_reference(&hold.reference).await? {
-            Some(txn) => txn.transaction_id,
-            // The hold was never applied: nothing to void.
-            None => return Ok(()),
-        },
-    };
-    match blnk.void_inflight(&id).await {
-        Ok(VoidOutcome::Voided(_) | VoidOutcome::AlreadyVoided | VoidOutcome::AlreadyCommitted) => Ok(()),
-        Err(LedgerError::NotFound { .. }) => Ok(()),
-        Err(error) => Err(error),
     }
 }
 
@@ -296,14 +282,6 @@ pub fn hold_amount(quote: Usd) -> Nanos {
         rust_decimal::RoundingStrategy::AwayFromZero,
     ));
     Nanos(ceiling.to_nanos().0.max(1))
-}
-
-fn hold_metadata(record: &HoldRecord) -> serde_json::Map<String, Value> {
-    let mut map = serde_json::Map::new();
-    map.insert("tollgate_customer_id".into(), Value::from(record.customer_id.as_str()));
-    map.insert("tollgate_request_id".into(), Value::from(record.request_id.as_str()));
-    map.insert("tollgate_leg".into(), Value::from("hold"));
-    map
 }
 
 /// When a request started at `start` is over at the latest, for hold expiry.

@@ -38,7 +38,8 @@
 //! # Entry life cycle
 //!
 //! An entry is inserted `pending`, becomes `done` when the ledger confirms it, or `dead`
-//! when the worker gives up on it. [`Outbox::retry`] makes a dead entry pending again.
+//! when the worker gives up on it. [`Outbox::retry`] makes a dead entry pending again, with a
+//! new age window (`age_started_at`) for the worker's `max_age`.
 //! Done entries are kept until [`Outbox::purge_done`] deletes them after a retention
 //! period. The payload is JSON that the store does not interpret, except that
 //! [`Outbox::counts_for_customer`] reads its `customer_id` field.
@@ -49,6 +50,7 @@ mod operations;
 mod queries;
 mod readers;
 mod schema;
+pub mod view;
 mod writer;
 
 use std::fmt;
@@ -119,6 +121,9 @@ pub struct Entry {
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub dead_reason: Option<String>,
+    /// Start of the entry's age window for `outbox.max_age`: its creation, or the last
+    /// [`Outbox::retry`] that revived it from the dead-letter list.
+    pub age_started_at: DateTime<Utc>,
 }
 
 /// Numbers of entries that still need work.
@@ -361,6 +366,7 @@ mod tests {
             next_attempt_at: time,
             last_error: Some("ledger timed out".to_string()),
             dead_reason: None,
+            age_started_at: time,
         };
 
         let json = serde_json::to_value(&entry).unwrap();

@@ -19,8 +19,9 @@ pub(super) fn insert(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO entries
-                 (request_id, kind, payload, state, attempts, created_at, updated_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5)
+                 (request_id, kind, payload, state, attempts, created_at, updated_at,
+                  next_attempt_at, age_started_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?4)
              ON CONFLICT (request_id, kind) DO NOTHING",
         )?
         .execute(params![
@@ -102,13 +103,15 @@ pub(super) fn dead_letter(
     Err(explain_unchanged(conn, id, "dead-lettered")?)
 }
 
-/// Makes a dead or pending entry pending and due at `now_ms`. Returns false when no entry
-/// has that id, and rejects a done entry.
+/// Makes a dead or pending entry pending and due at `now_ms`. A dead entry also starts a new
+/// age window at `now_ms`, so the worker does not dead-letter it again at once for `max_age`.
+/// Returns false when no entry has that id, and rejects a done entry.
 pub(super) fn retry(conn: &Connection, id: i64, now_ms: i64) -> Result<bool, StoreError> {
     let changed = conn
         .prepare_cached(
             "UPDATE entries
-             SET state = 'pending', dead_reason = NULL, next_attempt_at = ?2, updated_at = ?2
+             SET age_started_at = CASE WHEN state = 'dead' THEN ?2 ELSE age_started_at END,
+                 state = 'pending', dead_reason = NULL, next_attempt_at = ?2, updated_at = ?2
              WHERE id = ?1 AND state != 'done'",
         )?
         .execute(params![id, now_ms])?;
@@ -121,12 +124,14 @@ pub(super) fn retry(conn: &Connection, id: i64, now_ms: i64) -> Result<bool, Sto
     }
 }
 
-/// Makes every dead entry pending and due at `now_ms`, returning how many there were.
+/// Makes every dead entry pending and due at `now_ms` with a new age window, returning how
+/// many there were.
 pub(super) fn retry_all_dead(conn: &Connection, now_ms: i64) -> Result<u64, StoreError> {
     let changed = conn
         .prepare_cached(
             "UPDATE entries
-             SET state = 'pending', dead_reason = NULL, next_attempt_at = ?1, updated_at = ?1
+             SET state = 'pending', dead_reason = NULL, next_attempt_at = ?1, updated_at = ?1,
+                 age_started_at = ?1
              WHERE state = 'dead'",
         )?
         .execute(params![now_ms])?;
@@ -187,4 +192,69 @@ fn explain_unchanged(
 
 fn row_count(changed: usize) -> u64 {
     u64::try_from(changed).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn, std::path::Path::new(":memory:")).unwrap();
+        conn
+    }
+
+    fn age_started_at(conn: &Connection, id: i64) -> i64 {
+        conn.query_row(
+            "SELECT age_started_at FROM entries WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn retry_restarts_age_of_dead_entries_only() {
+        let conn = connection();
+        let dead = insert(&conn, "req-dead", EntryKind::Charge, "{}", 100, 100).unwrap();
+        let pending = insert(&conn, "req-pending", EntryKind::Charge, "{}", 100, 100).unwrap();
+        assert_eq!(
+            age_started_at(&conn, dead),
+            100,
+            "an entry ages from its creation"
+        );
+
+        dead_letter(&conn, dead, "rejected", 200).unwrap();
+        assert!(retry(&conn, dead, 500).unwrap());
+        assert!(retry(&conn, pending, 500).unwrap());
+
+        assert_eq!(
+            age_started_at(&conn, dead),
+            500,
+            "a revived entry gets a new window"
+        );
+        assert_eq!(
+            age_started_at(&conn, pending),
+            100,
+            "a pending entry keeps its window"
+        );
+    }
+
+    #[test]
+    fn retry_all_dead_restarts_their_age() {
+        let conn = connection();
+        let dead = insert(&conn, "req-dead", EntryKind::VoidHold, "{}", 100, 100).unwrap();
+        let pending = insert(&conn, "req-pending", EntryKind::Charge, "{}", 100, 100).unwrap();
+        dead_letter(&conn, dead, "too old", 200).unwrap();
+
+        assert_eq!(retry_all_dead(&conn, 900).unwrap(), 1);
+        assert_eq!(age_started_at(&conn, dead), 900);
+        assert_eq!(age_started_at(&conn, pending), 100);
+        assert_eq!(retry_all_pending(&conn, 950).unwrap(), 2);
+        assert_eq!(
+            age_started_at(&conn, dead),
+            900,
+            "startup does not restart ages"
+        );
+    }
 }

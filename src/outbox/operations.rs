@@ -109,15 +109,16 @@ impl Outbox {
             .await
     }
 
-    /// Makes a dead or pending entry pending and due now, keeping its attempt count.
-    /// Returns false when no entry has that id, and fails with [`OutboxError::AlreadyDone`]
-    /// for a done entry.
+    /// Makes a dead or pending entry pending and due now, keeping its attempt count. A dead
+    /// entry also gets a new age window, measured from now. Returns false when no entry has
+    /// that id, and fails with [`OutboxError::AlreadyDone`] for a done entry.
     pub async fn retry(&self, id: i64) -> Result<bool, OutboxError> {
         self.write(move |conn, now_ms| mutations::retry(conn, id, now_ms))
             .await
     }
 
-    /// Makes every dead entry pending and due now. Returns how many there were.
+    /// Makes every dead entry pending and due now, each with a new age window. Returns how
+    /// many there were.
     pub async fn retry_all_dead(&self) -> Result<u64, OutboxError> {
         self.write(mutations::retry_all_dead).await
     }
@@ -151,6 +152,11 @@ impl Outbox {
         let limit = sql_limit(limit);
         self.read(move |conn| queries::due(conn, now_ms, limit))
             .await
+    }
+
+    /// Returns the earliest time a pending entry is due, or `None` when none is pending.
+    pub async fn next_attempt_at(&self) -> Result<Option<DateTime<Utc>>, OutboxError> {
+        self.read(queries::next_attempt_at).await
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Entry>, OutboxError> {

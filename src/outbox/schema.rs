@@ -9,7 +9,7 @@ use super::OutboxError;
 use crate::config::Durability;
 
 /// Schema version stored in `PRAGMA user_version`. Version 0 is an empty file.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another connection's write lock before it fails with
 /// `SQLITE_BUSY`. The CLI and the server share the file, and each holds the lock for one
@@ -36,6 +36,14 @@ CREATE TABLE entries (
 );
 CREATE INDEX entries_state_next_attempt ON entries (state, next_attempt_at);
 CREATE INDEX entries_customer_state ON entries (json_extract(payload, '$.customer_id'), state);
+";
+
+/// Version 2 adds `age_started_at`, the time the worker measures `outbox.max_age` from. It
+/// starts at `created_at`, and a manual retry of a dead entry moves it to the retry's time so
+/// the entry gets a full age window again. Existing rows start from their creation time.
+const UPGRADE_TO_V2: &str = "
+ALTER TABLE entries ADD COLUMN age_started_at INTEGER NOT NULL DEFAULT 0;
+UPDATE entries SET age_started_at = created_at;
 ";
 
 /// Which connection is being opened, which decides its flags and pragmas.
@@ -110,8 +118,8 @@ fn configure_writer(
         .map_err(open_error)
 }
 
-/// Creates the schema in an empty database, or checks that an existing one is a version
-/// this code understands.
+/// Creates the schema in an empty database, upgrades an older one step by step, or checks
+/// that a newer one is not opened by this code.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OutboxError> {
     let sqlite_error = |source| OutboxError::Sqlite {
         path: path.to_path_buf(),
@@ -134,10 +142,67 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OutboxEr
             supported: SCHEMA_VERSION,
         });
     }
-    if found == 0 {
+    if found < 1 {
         tx.execute_batch(CREATE_V1).map_err(sqlite_error)?;
+    }
+    if found < 2 {
+        tx.execute_batch(UPGRADE_TO_V2).map_err(sqlite_error)?;
+    }
+    if found < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sqlite_error)?;
     }
     tx.commit().map_err(sqlite_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn version_one_file_is_upgraded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CREATE_V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO entries (request_id, kind, payload, state, created_at, updated_at, next_attempt_at)
+             VALUES ('req-1', 'charge', '{}', 'pending', 1000, 2000, 3000)",
+            [],
+        )
+        .unwrap();
+
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        let age_started_at: i64 = conn
+            .query_row("SELECT age_started_at FROM entries", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(
+            age_started_at, 1000,
+            "an existing entry ages from its creation"
+        );
+
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        assert_eq!(
+            version(&conn),
+            SCHEMA_VERSION,
+            "a second open changes nothing"
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_rejected() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = migrate(&mut conn, Path::new(":memory:")).unwrap_err();
+        assert!(
+            matches!(error, OutboxError::SchemaTooNew { found, .. } if found == SCHEMA_VERSION + 1),
+            "{error}"
+        );
+    }
 }

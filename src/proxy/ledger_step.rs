@@ -90,7 +90,8 @@ impl Metering {
         };
         crate::telemetry::request::charged(&billed.usage, billed.source, billed.client_disconnected, &cost, &record);
         // Boxed, so the charge's future does not enlarge (and get copied with) the caller's.
-        let status = crate::telemetry::request::time_ledger(Box::pin(self.state.biller.charge(record))).await;
+        let charging = Box::pin(self.state.biller.charge(record));
+        let status = crate::telemetry::request::time_ledger(charging).await;
         crate::telemetry::request::ledger_outcome(status);
         self.release();
         Receipt {

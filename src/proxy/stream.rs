@@ -33,9 +33,11 @@ pub fn relay(metering: Metering, upstream: reqwest::Response, client_wants_usage
     let span = tracing::Span::current();
     // Tracked, so shutdown waits for a stream whose client left while upstream is drained.
     let biller = metering.state.biller.clone();
+    // Boxed first, so the wrappers and the spawn move a pointer, not the whole relay future.
+    let relaying = Box::pin(run(metering, upstream, client_wants_usage, sender));
     biller.spawn_tracked(
         "stream-relay",
-        tracing::Instrument::instrument(crate::telemetry::request::stream(status.as_u16(), run(metering, upstream, client_wants_usage, sender)), span),
+        tracing::Instrument::instrument(crate::telemetry::request::stream(status.as_u16(), relaying), span),
     );
     let body = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
     build_response(status, headers, Body::from_stream(body))

@@ -1,0 +1,122 @@
+//! Billing work that outlives the request that started it. A count of the tasks still running
+//! lets shutdown wait for them before it closes the outbox. The charges the outbox failed to
+//! store are kept here, in memory, until the worker stores or posts them.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::task::spawn_named;
+
+use super::ChargeRecord;
+
+/// The state behind [`super::Biller::spawn_tracked`], shared by every clone of a biller.
+#[derive(Default)]
+pub(super) struct Background {
+    running: AtomicUsize,
+    idle: Notify,
+    unstored: Mutex<Vec<ChargeRecord>>,
+}
+
+/// Counts one task as running until it is dropped.
+struct RunningGuard(Arc<Background>);
+
+impl Background {
+    /// Spawns `future` as a named task that [`Background::wait_idle`] waits for.
+    pub(super) fn spawn<F>(self: &Arc<Self>, name: &'static str, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let guard = RunningGuard(Arc::clone(self));
+        spawn_named(name, async move {
+            let output = future.await;
+            drop(guard);
+            output
+        })
+    }
+
+    pub(super) fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Waits until no task spawned with [`Background::spawn`] is running.
+    pub(super) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registers the waiter before reading the count, so a task that ends in between
+            // still wakes this one.
+            notified.as_mut().enable();
+            if self.running() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Keeps a charge that is neither stored in the outbox nor recorded in Blnk.
+    pub(super) fn keep_unstored(&self, record: ChargeRecord) {
+        self.unstored().push(record);
+    }
+
+    /// Takes every charge kept by [`Background::keep_unstored`].
+    pub(super) fn take_unstored(&self) -> Vec<ChargeRecord> {
+        std::mem::take(&mut *self.unstored())
+    }
+
+    pub(super) fn unstored_count(&self) -> usize {
+        self.unstored().len()
+    }
+
+    fn unstored(&self) -> std::sync::MutexGuard<'_, Vec<ChargeRecord>> {
+        // A panic while the list is locked cannot leave a half-written record in it.
+        self.unstored.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn wait_idle_returns_after_last_task() {
+        let background = Arc::new(Background::default());
+        let gate = Arc::new(Notify::new());
+        let task_gate = Arc::clone(&gate);
+        let task = background.spawn("test-task", async move { task_gate.notified().await });
+        assert_eq!(background.running(), 1);
+
+        let waiting = tokio::time::timeout(Duration::from_millis(50), background.wait_idle()).await;
+        assert!(waiting.is_err(), "must wait while the task runs");
+
+        gate.notify_one();
+        task.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), background.wait_idle())
+            .await
+            .expect("idle once the task ended");
+        assert_eq!(background.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn aborted_task_is_no_longer_running() {
+        let background = Arc::new(Background::default());
+        let task = background.spawn("test-task", std::future::pending::<()>());
+        task.abort();
+        let _ = task.await;
+        assert_eq!(background.running(), 0);
+    }
+}
