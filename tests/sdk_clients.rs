@@ -15,10 +15,6 @@
     reason = "helpers outside #[test] functions fail the test on a broken setup"
 )]
 
-#[allow(
-    dead_code,
-    reason = "each test binary uses a different part of the support code"
-)]
 mod support;
 
 use std::io::Write as _;
@@ -284,7 +280,7 @@ fn chat_chunk(delta: &Value, finish_reason: Option<&str>) -> String {
 }
 
 /// A chat stream whose upstream always ends with the usage-only chunk, because tollgate
-/// requests it. The SDK sees that chunk only when `client_asks_usage`.
+/// requests it. The SDK receives that chunk only when `client_asks_usage`.
 fn chat_stream_case(client_asks_usage: bool) -> Case {
     // 12 input at 0.15 and 2 output at 0.60 USD per 1M tokens: 1800 + 1200 nano-dollars.
     let usage = json!({
