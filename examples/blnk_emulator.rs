@@ -47,7 +47,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("Blnk emulator listening on {} (in memory; state is lost on exit)", fake.url());
+    println!(
+        "Blnk emulator listening on {} (in memory; state is lost on exit)",
+        fake.url()
+    );
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

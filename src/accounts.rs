@@ -56,7 +56,9 @@ impl Billing {
         let mut map = Map::new();
         map.insert(meta::BILLING.into(), Value::from(self.as_str()));
         let limit = match self {
-            Billing::Postpaid { credit_limit: Some(limit) } => Value::from(limit.to_string()),
+            Billing::Postpaid {
+                credit_limit: Some(limit),
+            } => Value::from(limit.to_string()),
             _ => Value::Null,
         };
         map.insert(meta::CREDIT_LIMIT_USD.into(), limit);
@@ -85,7 +87,10 @@ pub enum AccountError {
 impl Account {
     /// Builds the account from the balances Blnk found for a customer. `Ok(None)` when there
     /// are none.
-    pub fn from_balances(customer: &CustomerId, balances: &[Balance]) -> Result<Option<Account>, AccountError> {
+    pub fn from_balances(
+        customer: &CustomerId,
+        balances: &[Balance],
+    ) -> Result<Option<Account>, AccountError> {
         if balances.is_empty() {
             return Ok(None);
         }
@@ -125,15 +130,24 @@ fn find_kind<'a>(
         )
     })?;
     if matching.next().is_some() {
-        return Err(misconfigured(customer, format!("more than one {currency} balance is tagged {kind:?}")));
+        return Err(misconfigured(
+            customer,
+            format!("more than one {currency} balance is tagged {kind:?}"),
+        ));
     }
     if balance.currency != currency {
         return Err(misconfigured(
             customer,
-            format!("balance {} is tagged {kind:?} but has currency {}", balance.balance_id, balance.currency),
+            format!(
+                "balance {} is tagged {kind:?} but has currency {}",
+                balance.balance_id, balance.currency
+            ),
         ));
     }
-    let recorded = balance.meta_data.get(meta::PRECISION).and_then(Value::as_i64);
+    let recorded = balance
+        .meta_data
+        .get(meta::PRECISION)
+        .and_then(Value::as_i64);
     if recorded != Some(precision) {
         return Err(misconfigured(
             customer,
@@ -148,7 +162,10 @@ fn find_kind<'a>(
 }
 
 /// Reads the billing terms recorded in a USD balance's metadata.
-pub(crate) fn parse_billing(customer: &CustomerId, meta_data: &Map<String, Value>) -> Result<Billing, AccountError> {
+pub(crate) fn parse_billing(
+    customer: &CustomerId,
+    meta_data: &Map<String, Value>,
+) -> Result<Billing, AccountError> {
     match meta_data.get(meta::BILLING).and_then(Value::as_str) {
         Some("prepaid") => Ok(Billing::Prepaid),
         Some("postpaid") => {
@@ -156,14 +173,20 @@ pub(crate) fn parse_billing(customer: &CustomerId, meta_data: &Map<String, Value
                 None | Some(Value::Null) => None,
                 Some(Value::String(text)) => {
                     let value: Decimal = text.parse().map_err(|_| {
-                        misconfigured(customer, format!("invalid {} {text:?}", meta::CREDIT_LIMIT_USD))
+                        misconfigured(
+                            customer,
+                            format!("invalid {} {text:?}", meta::CREDIT_LIMIT_USD),
+                        )
                     })?;
                     Some(Usd::new(value))
                 }
                 Some(other) => {
                     return Err(misconfigured(
                         customer,
-                        format!("{} must be a decimal string, found {other}", meta::CREDIT_LIMIT_USD),
+                        format!(
+                            "{} must be a decimal string, found {other}",
+                            meta::CREDIT_LIMIT_USD
+                        ),
                     ));
                 }
             };
@@ -171,7 +194,10 @@ pub(crate) fn parse_billing(customer: &CustomerId, meta_data: &Map<String, Value
         }
         other => Err(misconfigured(
             customer,
-            format!("{} is {other:?}; expected \"prepaid\" or \"postpaid\"", meta::BILLING),
+            format!(
+                "{} is {other:?}; expected \"prepaid\" or \"postpaid\"",
+                meta::BILLING
+            ),
         )),
     }
 }
@@ -231,7 +257,9 @@ impl AccountDirectory {
                 self.forget(customer);
                 Ok(Lookup::Unknown)
             }
-            Err(AccountError::Ledger(error)) if error.is_unavailable() => self.fall_back(customer, cached, error),
+            Err(AccountError::Ledger(error)) if error.is_unavailable() => {
+                self.fall_back(customer, cached, error)
+            }
             Err(error) => Err(error),
         }
     }
@@ -263,7 +291,10 @@ impl AccountDirectory {
 
     /// Reads the account from Blnk, bypassing the cache.
     pub async fn fetch(&self, customer: &CustomerId) -> Result<Option<Account>, AccountError> {
-        let balances = self.blnk.filter_balances(&Self::filter_for(customer)).await?;
+        let balances = self
+            .blnk
+            .filter_balances(&Self::filter_for(customer))
+            .await?;
         Account::from_balances(customer, &balances)
     }
 

@@ -29,7 +29,10 @@ pub enum ProxyError {
     #[error("missing customer id: send the paying customer's id in the {header} header")]
     MissingCustomerId { header: String },
     #[error("{source}; send it in the {header} header")]
-    InvalidCustomerId { header: String, source: InvalidCustomerId },
+    InvalidCustomerId {
+        header: String,
+        source: InvalidCustomerId,
+    },
     #[error("invalid JSON in the request body: {detail}")]
     InvalidJson { detail: String },
     #[error(
@@ -43,25 +46,38 @@ pub enum ProxyError {
          of {limit} bytes (max_header_bytes); send fewer or smaller headers"
     )]
     HeadersTooLarge { size: usize, limit: usize },
-    #[error("missing model: the request body must name a model, for example \"model\": \"gpt-4o-mini\"")]
+    #[error(
+        "missing model: the request body must name a model, for example \"model\": \"gpt-4o-mini\""
+    )]
     MissingModel,
     #[error(
         "model {model:?} has no price in tollgate's price file, so it cannot be billed; ask the operator to add it to pricing.toml, or use a priced model"
     )]
     ModelNotPriced { model: String },
     #[error("{message}")]
-    Unsupported { message: String, param: Option<&'static str> },
-    #[error("request body too large: the limit is {limit} bytes; send a smaller body or ask the operator to raise max_body_bytes")]
+    Unsupported {
+        message: String,
+        param: Option<&'static str>,
+    },
+    #[error(
+        "request body too large: the limit is {limit} bytes; send a smaller body or ask the operator to raise max_body_bytes"
+    )]
     BodyTooLarge { limit: usize },
-    #[error("unknown route {method} {path}: tollgate meters /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions, and passes /v1/models through")]
+    #[error(
+        "unknown route {method} {path}: tollgate meters /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions, and passes /v1/models through"
+    )]
     UnknownRoute { method: String, path: String },
-    #[error("unknown customer {customer:?}: no tollgate wallet exists for this id; create it with `tollgate customer create {customer}`")]
+    #[error(
+        "unknown customer {customer:?}: no tollgate wallet exists for this id; create it with `tollgate customer create {customer}`"
+    )]
     UnknownCustomer { customer: String },
     #[error("{message}")]
     InsufficientFunds { message: String },
 
     // The ledger failed.
-    #[error("the ledger (Blnk) is unavailable, so this request cannot be reserved or billed; retry later ({detail})")]
+    #[error(
+        "the ledger (Blnk) is unavailable, so this request cannot be reserved or billed; retry later ({detail})"
+    )]
     LedgerUnavailable { detail: String },
     #[error("customer {customer:?} has a misconfigured ledger account: {detail}")]
     AccountMisconfigured { customer: String, detail: String },
@@ -88,28 +104,96 @@ impl ProxyError {
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ProxyError::*;
         match self {
-            MissingApiKey | InvalidApiKey => (StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key"),
-            MissingCustomerId { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "missing_customer_id"),
-            InvalidCustomerId { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_customer_id"),
-            InvalidJson { .. } | JsonTooDeep { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_json"),
+            MissingApiKey | InvalidApiKey => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+            ),
+            MissingCustomerId { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "missing_customer_id",
+            ),
+            InvalidCustomerId { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_customer_id",
+            ),
+            InvalidJson { .. } | JsonTooDeep { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+            ),
             HeadersTooLarge { .. } => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "invalid_request_error",
                 "headers_too_large",
             ),
-            MissingModel => (StatusCode::BAD_REQUEST, "invalid_request_error", "missing_model"),
-            ModelNotPriced { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "model_not_priced"),
-            Unsupported { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_request"),
-            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "body_too_large"),
-            UnknownRoute { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "unknown_route"),
-            UnknownCustomer { .. } => (StatusCode::FORBIDDEN, "permission_error", "unknown_customer"),
-            InsufficientFunds { .. } => (StatusCode::PAYMENT_REQUIRED, "insufficient_quota", "insufficient_funds"),
-            LedgerUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "ledger_unavailable"),
-            AccountMisconfigured { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "account_misconfigured"),
-            UpstreamUnreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unreachable"),
-            UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
-            UpstreamKeyMissing => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "upstream_key_missing"),
-            Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
+            MissingModel => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "missing_model",
+            ),
+            ModelNotPriced { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "model_not_priced",
+            ),
+            Unsupported { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "unsupported_request",
+            ),
+            BodyTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large",
+            ),
+            UnknownRoute { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "unknown_route",
+            ),
+            UnknownCustomer { .. } => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "unknown_customer",
+            ),
+            InsufficientFunds { .. } => (
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_quota",
+                "insufficient_funds",
+            ),
+            LedgerUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "ledger_unavailable",
+            ),
+            AccountMisconfigured { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "account_misconfigured",
+            ),
+            UpstreamUnreachable { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_unreachable",
+            ),
+            UpstreamTimeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "upstream_timeout",
+            ),
+            UpstreamKeyMissing => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "upstream_key_missing",
+            ),
+            Internal { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+            ),
         }
     }
 
@@ -123,7 +207,12 @@ impl ProxyError {
 
     /// Builds the 402 message: which balance, how much it has, what the request may cost,
     /// and how to fix it.
-    pub fn insufficient_funds(customer: &str, available: Option<Usd>, quote: Usd, limit: Option<Usd>) -> Self {
+    pub fn insufficient_funds(
+        customer: &str,
+        available: Option<Usd>,
+        quote: Usd,
+        limit: Option<Usd>,
+    ) -> Self {
         let available = match available {
             Some(amount) => format!("${amount}"),
             None => "an unknown amount".to_string(),
@@ -156,16 +245,20 @@ impl IntoResponse for ProxyError {
         let mut response = (status, axum::Json(body)).into_response();
         // Retrying cannot help a request the customer cannot pay for, nor one the server is not
         // configured to send; the SDKs obey this header.
-        if matches!(self, ProxyError::InsufficientFunds { .. } | ProxyError::UpstreamKeyMissing) {
+        if matches!(
+            self,
+            ProxyError::InsufficientFunds { .. } | ProxyError::UpstreamKeyMissing
+        ) {
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
         }
         // RFC 6750 section 3: a 401 names the authentication scheme the server expects.
         if matches!(self, ProxyError::MissingApiKey | ProxyError::InvalidApiKey) {
-            response
-                .headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }

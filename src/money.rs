@@ -21,12 +21,16 @@ pub const USD_SCALE: u32 = 9;
 pub const TOKENS_PRECISION: i64 = 1;
 
 /// An exact amount of US dollars.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Usd(#[serde(with = "rust_decimal::serde::str")] Decimal);
 
 /// An amount of USD in ledger minor units (1e-9 USD).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Nanos(pub i128);
 
@@ -64,8 +68,8 @@ impl Usd {
     /// Parses a positive amount typed by an operator, such as `12.50`.
     /// More than nine decimal places cannot be stored and is rejected rather than rounded.
     pub fn parse_positive(text: &str) -> Result<Usd, AmountError> {
-        let value = Decimal::from_str(text.trim())
-            .map_err(|_| AmountError::Invalid(text.to_string()))?;
+        let value =
+            Decimal::from_str(text.trim()).map_err(|_| AmountError::Invalid(text.to_string()))?;
         if value <= Decimal::ZERO {
             return Err(AmountError::NotPositive(text.to_string()));
         }
@@ -161,9 +165,18 @@ mod tests {
     #[test]
     fn operator_amounts_parse_strictly() {
         assert_eq!(Usd::parse_positive("12.50").unwrap(), Usd::new(dec!(12.50)));
-        assert!(matches!(Usd::parse_positive("abc"), Err(AmountError::Invalid(_))));
-        assert!(matches!(Usd::parse_positive("0"), Err(AmountError::NotPositive(_))));
-        assert!(matches!(Usd::parse_positive("-1"), Err(AmountError::NotPositive(_))));
+        assert!(matches!(
+            Usd::parse_positive("abc"),
+            Err(AmountError::Invalid(_))
+        ));
+        assert!(matches!(
+            Usd::parse_positive("0"),
+            Err(AmountError::NotPositive(_))
+        ));
+        assert!(matches!(
+            Usd::parse_positive("-1"),
+            Err(AmountError::NotPositive(_))
+        ));
         assert!(matches!(
             Usd::parse_positive("0.0000000001"),
             Err(AmountError::TooPrecise(_))

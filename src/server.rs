@@ -34,13 +34,20 @@ pub enum StartError {
     #[error("client keys: {0}")]
     ClientKeys(#[from] crate::auth::ClientKeyError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Builds the shared state from a validated configuration.
 pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     let prices = crate::reload::load_prices(&config.pricing)?;
-    let blnk = BlnkClient::new(&config.blnk.url, config.blnk.api_key.clone(), config.blnk.request_timeout)?;
+    let blnk = BlnkClient::new(
+        &config.blnk.url,
+        config.blnk.api_key.clone(),
+        config.blnk.request_timeout,
+    )?;
     let outbox = Outbox::open_server(&config.data_dir, config.outbox.durability)?;
     let system = SystemBalances {
         revenue: config.blnk.revenue_balance.clone(),
@@ -64,8 +71,12 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         lifetime,
     );
     let auth = Authenticator::new(&config, blnk.clone())?;
-    let accounts = AccountDirectory::new(blnk, config.blnk.account_cache_ttl, config.blnk.account_cache_max_stale)
-        .with_fail_open_postpaid(config.blnk.fail_open_postpaid);
+    let accounts = AccountDirectory::new(
+        blnk,
+        config.blnk.account_cache_ttl,
+        config.blnk.account_cache_max_stale,
+    )
+    .with_fail_open_postpaid(config.blnk.fail_open_postpaid);
     let upstream = UpstreamClient::new(&config.upstream)?;
     Ok(Arc::new(AppState {
         config: Arc::new(config),
@@ -78,7 +89,11 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
 }
 
 /// Serves until `shutdown` is cancelled, then drains within the grace period.
-pub async fn run(state: Arc<AppState>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     run_with_admin(state, listener, None, shutdown).await
 }
 
@@ -105,9 +120,22 @@ pub async fn run_with_admin(
         "outbox-worker",
         worker::run(state.biller.clone(), worker_settings, worker_stop.clone()),
     );
-    spawn_named("ledger-probe", crate::telemetry::ledger::probe_while_idle(state.biller.blnk().clone(), config.admin.ledger_probe_interval, shutdown.clone()));
-    spawn_named("price-reload-signal", crate::reload::reload_on_hangup(Arc::clone(&state), shutdown.clone()));
-    spawn_named("price-file-watch", crate::reload::watch_file(Arc::clone(&state), shutdown.clone()));
+    spawn_named(
+        "ledger-probe",
+        crate::telemetry::ledger::probe_while_idle(
+            state.biller.blnk().clone(),
+            config.admin.ledger_probe_interval,
+            shutdown.clone(),
+        ),
+    );
+    spawn_named(
+        "price-reload-signal",
+        crate::reload::reload_on_hangup(Arc::clone(&state), shutdown.clone()),
+    );
+    spawn_named(
+        "price-file-watch",
+        crate::reload::watch_file(Arc::clone(&state), shutdown.clone()),
+    );
 
     tracing::info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, blnk = %config.blnk.url, "tollgate serving");
     state.auth.log_exposure(listener.local_addr()?);
@@ -119,7 +147,8 @@ pub async fn run_with_admin(
         }
     });
     let listener = crate::limits::ConnectionLimit::new(listener, config.max_connections);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await });
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { graceful.cancelled().await });
     let serving = spawn_named("proxy-listener", async move { server.await });
     if let Some(admin) = admin {
         tracing::info!(listen = %admin.local_addr()?, admin_api = config.admin.token.is_some(), "admin listener serving");
@@ -152,8 +181,11 @@ pub async fn run_with_admin(
 /// started: stream relays that outlive their client, charge posts and hold voids.
 async fn drain_requests(state: &AppState, serving: tokio::task::JoinHandle<std::io::Result<()>>) {
     let grace = state.config.shutdown_grace;
-    tracing::info!(grace_s = grace.as_secs(), billing_tasks = state.biller.tracked_tasks(),
-        "shutting down: no new connections; waiting for requests in flight");
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        billing_tasks = state.biller.tracked_tasks(),
+        "shutting down: no new connections; waiting for requests in flight"
+    );
     let drained = tokio::time::timeout(grace, async {
         if let Ok(Err(error)) = serving.await {
             tracing::error!(%error, "proxy listener failed");
@@ -163,8 +195,10 @@ async fn drain_requests(state: &AppState, serving: tokio::task::JoinHandle<std::
     .await;
     match drained {
         Ok(()) => tracing::info!("all requests finished"),
-        Err(_) => tracing::warn!(billing_tasks = state.biller.tracked_tasks(),
-            "grace period over; requests still in flight are cut, and their holds are voided at the next start"),
+        Err(_) => tracing::warn!(
+            billing_tasks = state.biller.tracked_tasks(),
+            "grace period over; requests still in flight are cut, and their holds are voided at the next start"
+        ),
     }
 }
 
@@ -181,8 +215,12 @@ async fn flush_outbox(state: &AppState, settings: WorkerSettings, budget: Durati
     biller.outbox().close().await;
 
     let counts = biller.outbox().counts().await.unwrap_or_default();
-    tracing::info!(flushed, pending = counts.pending, dead = counts.dead,
-        "tollgate stopped; pending outbox entries resume at the next start");
+    tracing::info!(
+        flushed,
+        pending = counts.pending,
+        dead = counts.dead,
+        "tollgate stopped; pending outbox entries resume at the next start"
+    );
 }
 
 /// Time the shutdown gives the worker to stop and the outbox to flush: two ledger calls'
@@ -203,7 +241,10 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
 /// signal sent right after the first is not missed.
 pub async fn watch_signals(token: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(term), Ok(interrupt)) => (term, interrupt),
         (Err(error), _) | (_, Err(error)) => {
             tracing::error!(%error, "listening for SIGTERM and SIGINT failed; stop tollgate with SIGKILL");
@@ -218,9 +259,15 @@ pub async fn watch_signals(token: CancellationToken) {
     };
 
     let first = next_signal().await;
-    tracing::info!(signal = first, "shutdown signal received; a second signal exits at once");
+    tracing::info!(
+        signal = first,
+        "shutdown signal received; a second signal exits at once"
+    );
     token.cancel();
     let second = next_signal().await;
-    tracing::warn!(signal = second, "second signal received; exiting at once, pending outbox entries resume at the next start");
+    tracing::warn!(
+        signal = second,
+        "second signal received; exiting at once, pending outbox entries resume at the next start"
+    );
     std::process::exit(130);
 }

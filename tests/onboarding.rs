@@ -39,7 +39,10 @@ async fn create_twice_creates_nothing_new() {
     let harness = Harness::start().await;
     let first = harness.customer("acme", Billing::Prepaid, None).await;
     assert!(first.created_anything);
-    let creates = || harness.blnk.request_count("POST", "/balances") - harness.blnk.request_count("POST", "/balances/filter");
+    let creates = || {
+        harness.blnk.request_count("POST", "/balances")
+            - harness.blnk.request_count("POST", "/balances/filter")
+    };
     let balances_before = creates();
     let second = harness.customer("acme", Billing::Prepaid, None).await;
     assert!(!second.created_anything);
@@ -64,7 +67,15 @@ async fn create_twice_creates_nothing_new() {
 async fn postpaid_terms_are_recorded() {
     let harness = Harness::start().await;
     let limit = Some(Usd::parse_positive("250.50").unwrap());
-    let created = harness.customer("bigco", Billing::Postpaid { credit_limit: limit }, None).await;
+    let created = harness
+        .customer(
+            "bigco",
+            Billing::Postpaid {
+                credit_limit: limit,
+            },
+            None,
+        )
+        .await;
     assert_eq!(created.billing, "postpaid");
     assert_eq!(created.credit_limit_usd.as_deref(), Some("250.5"));
     let usd = harness.blnk.balance(&created.usd_balance_id);
@@ -79,24 +90,43 @@ async fn topup_is_idempotent_by_reference() {
     let ops = harness.operations();
     let acme = CustomerId::parse("acme").unwrap();
     let amount = Usd::parse_positive("12.50").unwrap();
-    let first = ops.fund(&acme, amount, "tg:topup:acme:r1", "topup").await.unwrap();
+    let first = ops
+        .fund(&acme, amount, "tg:topup:acme:r1", "topup")
+        .await
+        .unwrap();
     assert!(!first.already_recorded);
-    let again = ops.fund(&acme, amount, "tg:topup:acme:r1", "topup").await.unwrap();
+    let again = ops
+        .fund(&acme, amount, "tg:topup:acme:r1", "topup")
+        .await
+        .unwrap();
     assert!(again.already_recorded);
     assert_eq!(again.transaction_id, first.transaction_id);
-    assert_eq!(harness.blnk.balance(&created.usd_balance_id).balance, 12_500_000_000);
+    assert_eq!(
+        harness.blnk.balance(&created.usd_balance_id).balance,
+        12_500_000_000
+    );
 
     let other = Usd::parse_positive("3").unwrap();
     let conflict = ops.fund(&acme, other, "tg:topup:acme:r1", "topup").await;
-    assert!(matches!(conflict, Err(OperationError::Conflict(_))), "{conflict:?}");
-    assert_eq!(harness.blnk.balance(&created.usd_balance_id).balance, 12_500_000_000);
+    assert!(
+        matches!(conflict, Err(OperationError::Conflict(_))),
+        "{conflict:?}"
+    );
+    assert_eq!(
+        harness.blnk.balance(&created.usd_balance_id).balance,
+        12_500_000_000
+    );
 }
 
 #[tokio::test]
 async fn show_reports_balance_held_and_available() {
     let harness = Harness::start().await;
     harness.prepaid("acme", "10").await;
-    let view = harness.operations().show_customer(&CustomerId::parse("acme").unwrap()).await.unwrap();
+    let view = harness
+        .operations()
+        .show_customer(&CustomerId::parse("acme").unwrap())
+        .await
+        .unwrap();
     assert_eq!(view.balance_usd, "10");
     assert_eq!(view.held_usd, "0");
     assert_eq!(view.available_usd, "10");
@@ -112,19 +142,41 @@ async fn cli_onboards_and_tops_up() {
         let url = url.clone();
         tokio::task::spawn_blocking(move || tollgate(&url, args))
     };
-    let (code, out, err) = run(&["customer", "create", "acme", "--postpaid", "--credit-limit", "100"]).await.unwrap();
+    let (code, out, err) = run(&[
+        "customer",
+        "create",
+        "acme",
+        "--postpaid",
+        "--credit-limit",
+        "100",
+    ])
+    .await
+    .unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("customer acme created"), "{out}");
     assert!(out.contains("postpaid, credit limit $100"), "{out}");
-    let (code, out, _) = run(&["customer", "create", "acme", "--postpaid", "--credit-limit", "100"]).await.unwrap();
+    let (code, out, _) = run(&[
+        "customer",
+        "create",
+        "acme",
+        "--postpaid",
+        "--credit-limit",
+        "100",
+    ])
+    .await
+    .unwrap();
     assert_eq!(code, 0);
     assert!(out.contains("already exists"), "{out}");
 
-    let (code, out, err) = run(&["topup", "acme", "25", "--reference", "dep-1"]).await.unwrap();
+    let (code, out, err) = run(&["topup", "acme", "25", "--reference", "dep-1"])
+        .await
+        .unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("topped up acme with $25"), "{out}");
     assert!(out.contains("tg:topup:acme:dep-1"), "{out}");
-    let (code, out, _) = run(&["topup", "acme", "25", "--reference", "dep-1"]).await.unwrap();
+    let (code, out, _) = run(&["topup", "acme", "25", "--reference", "dep-1"])
+        .await
+        .unwrap();
     assert_eq!(code, 0);
     assert!(out.contains("already recorded"), "{out}");
 
@@ -138,15 +190,37 @@ async fn cli_errors_say_what_to_do() {
     let blnk = FakeBlnk::start().await;
     let url = blnk.url();
     let cases: [(&str, &[&str], i32, &str); 4] = [
-        (url.as_str(), &["topup", "nobody", "5"], 1, "create it with `tollgate customer create nobody`"),
-        (url.as_str(), &["topup", "acme", "abc"], 2, "invalid amount \"abc\""),
-        (url.as_str(), &["customer", "create", "bad id"], 2, "invalid customer id"),
-        ("http://127.0.0.1:9", &["customer", "show", "acme"], 1, "check BLNK_URL"),
+        (
+            url.as_str(),
+            &["topup", "nobody", "5"],
+            1,
+            "create it with `tollgate customer create nobody`",
+        ),
+        (
+            url.as_str(),
+            &["topup", "acme", "abc"],
+            2,
+            "invalid amount \"abc\"",
+        ),
+        (
+            url.as_str(),
+            &["customer", "create", "bad id"],
+            2,
+            "invalid customer id",
+        ),
+        (
+            "http://127.0.0.1:9",
+            &["customer", "show", "acme"],
+            1,
+            "check BLNK_URL",
+        ),
     ];
     for (blnk_url, args, code, message) in cases {
         let blnk_url = blnk_url.to_string();
         let args: Vec<&'static str> = args.iter().map(|a| &*a.to_string().leak()).collect();
-        let (status, _, err) = tokio::task::spawn_blocking(move || tollgate(&blnk_url, &args)).await.unwrap();
+        let (status, _, err) = tokio::task::spawn_blocking(move || tollgate(&blnk_url, &args))
+            .await
+            .unwrap();
         assert_eq!(status, code, "{err}");
         assert!(err.contains(message), "{err}");
     }

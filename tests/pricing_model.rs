@@ -551,10 +551,7 @@ async fn price_change_splits_a_run() {
         "new price"
     );
     assert_eq!(first.usd.meta_data["price_effective_from"], "2025-01-01");
-    assert_eq!(
-        second.usd.meta_data["price_effective_from"],
-        change_text
-    );
+    assert_eq!(second.usd.meta_data["price_effective_from"], change_text);
     assert!(
         first.usd.effective_date < change_at,
         "billed at the time the request started"

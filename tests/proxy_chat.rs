@@ -25,10 +25,10 @@ const REQUEST_ID: &str = "x-tollgate-request-id";
 async fn mount_case(harness: &Harness, case: &Case) {
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(case.upstream_status())
-                .set_body_raw(serde_json::to_vec(&case.upstream_json()).unwrap(), "application/json"),
-        )
+        .respond_with(ResponseTemplate::new(case.upstream_status()).set_body_raw(
+            serde_json::to_vec(&case.upstream_json()).unwrap(),
+            "application/json",
+        ))
         .expect(1)
         .mount(&harness.upstream)
         .await;
@@ -60,16 +60,39 @@ async fn run_billed_case(name: &str) {
     let response = post_chat(&harness, "cust_postpaid_01", &case.request_body()).await;
     assert_eq!(response.status().as_u16(), case.expected_status(), "{name}");
     let id = request_id(&response);
-    let cost = response.headers()["x-tollgate-cost-usd"].to_str().unwrap().to_string();
-    assert_eq!(response.headers()["x-tollgate-charge"], "recorded", "{name}");
+    let cost = response.headers()["x-tollgate-cost-usd"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        response.headers()["x-tollgate-charge"],
+        "recorded",
+        "{name}"
+    );
     let body = response.bytes().await.unwrap();
-    assert_eq!(body.as_ref(), serde_json::to_vec(&case.upstream_json()).unwrap(), "{name}: body relayed unchanged");
+    assert_eq!(
+        body.as_ref(),
+        serde_json::to_vec(&case.upstream_json()).unwrap(),
+        "{name}: body relayed unchanged"
+    );
 
     let charge = charge_of(&harness.blnk, &id);
     assert_eq!(charge.usd_nanos(), case.expected_nanos(), "{name}: USD leg");
-    assert_eq!(charge.tokens(), case.expected_tokens(), "{name}: TOKENS leg");
-    assert_eq!(usd_to_nanos(&cost), case.expected_nanos(), "{name}: cost header");
-    assert_eq!(all_charge_legs(&harness.blnk).len(), 2, "{name}: one two-leg charge");
+    assert_eq!(
+        charge.tokens(),
+        case.expected_tokens(),
+        "{name}: TOKENS leg"
+    );
+    assert_eq!(
+        usd_to_nanos(&cost),
+        case.expected_nanos(),
+        "{name}: cost header"
+    );
+    assert_eq!(
+        all_charge_legs(&harness.blnk).len(),
+        2,
+        "{name}: one two-leg charge"
+    );
     harness.stop().await;
 }
 
@@ -123,7 +146,10 @@ async fn no_stream_options_on_plain_request() {
         let response = post_chat(&harness, "cust_postpaid_01", &body).await;
         assert_eq!(response.status(), 200, "stream = {stream:?}");
         let id = request_id(&response);
-        assert_eq!(charge_of(&harness.blnk, &id).usd_nanos(), case.expected_nanos());
+        assert_eq!(
+            charge_of(&harness.blnk, &id).usd_nanos(),
+            case.expected_nanos()
+        );
         harness.upstream.reset().await;
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(200).set_body_json(case.upstream_json()))
@@ -142,24 +168,37 @@ async fn snapshot_request_priced_as_alias() {
         .respond_with(ResponseTemplate::new(200).set_body_json(upstream))
         .mount(&harness.upstream)
         .await;
-    let body = json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "hi"}]});
+    let body =
+        json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "hi"}]});
     let response = post_chat(&harness, "c1", &body).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(charge_of(&harness.blnk, &request_id(&response)).usd_nanos(), usd_to_nanos("0.0075"));
+    assert_eq!(
+        charge_of(&harness.blnk, &request_id(&response)).usd_nanos(),
+        usd_to_nanos("0.0075")
+    );
 }
 
 #[tokio::test]
 async fn unpriced_model_is_rejected_before_upstream() {
     let harness = Harness::start().await;
     harness.postpaid("cust_postpaid_01").await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
     let case = Case::load("12-unpriced-model-refused");
     let response = post_chat(&harness, "cust_postpaid_01", &case.request_body()).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "model_not_priced");
     assert_eq!(error["error"]["type"], "invalid_request_error");
-    assert!(error["error"]["message"].as_str().unwrap().contains("chatgpt-4o-latest"));
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("chatgpt-4o-latest")
+    );
     assert!(all_charge_legs(&harness.blnk).is_empty());
 }
 
@@ -179,8 +218,13 @@ async fn unlisted_dated_snapshot_is_unpriced() {
     })
     .await;
     harness.postpaid("c1").await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
-    let body = json!({"model": "gpt-4o-2024-05-13", "messages": [{"role": "user", "content": "hi"}]});
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
+    let body =
+        json!({"model": "gpt-4o-2024-05-13", "messages": [{"role": "user", "content": "hi"}]});
     let response = post_chat(&harness, "c1", &body).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
@@ -191,7 +235,11 @@ async fn unlisted_dated_snapshot_is_unpriced() {
 async fn prepaid_without_funds_is_rejected() {
     let harness = Harness::start().await;
     harness.prepaid("poor", "0.000001").await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
     let body = json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]});
     let response = post_chat(&harness, "poor", &body).await;
     assert_eq!(response.status(), 402);
@@ -220,9 +268,18 @@ async fn prepaid_request_holds_then_charges() {
     assert_eq!(charge_of(&harness.blnk, &id).usd_nanos(), 1650);
 
     // The hold exists, is voided in the background, and leaves nothing held.
-    let hold = harness.blnk.transactions_with_reference_prefix(&format!("tg:{id}:hold"));
+    let hold = harness
+        .blnk
+        .transactions_with_reference_prefix(&format!("tg:{id}:hold"));
     assert_eq!(hold.len(), 1);
-    wait_until(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
+    wait_until(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
     let wallet = harness.blnk.balance(&customer.usd_balance_id);
     assert_eq!(wallet.balance, 10_000_000_000 - 1650);
 }
@@ -233,7 +290,11 @@ async fn concurrent_prepaid_never_overspends() {
     let case = Case::load("16-concurrent-prepaid-admission");
     let customer = harness.prepaid("cust_prepaid_low", "0.00001").await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(case.upstream_json()).set_delay(Duration::from_millis(200)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(case.upstream_json())
+                .set_delay(Duration::from_millis(200)),
+        )
         .mount(&harness.upstream)
         .await;
     let tasks: Vec<_> = (0..8)
@@ -242,7 +303,15 @@ async fn concurrent_prepaid_never_overspends() {
             let url = format!("{}/v1/chat/completions", harness.url);
             let body = case.request_body();
             tokio::spawn(async move {
-                client.post(url).header("X-Customer-Id", "cust_prepaid_low").json(&body).send().await.unwrap().status().as_u16()
+                client
+                    .post(url)
+                    .header("X-Customer-Id", "cust_prepaid_low")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
             })
         })
         .collect();
@@ -252,9 +321,23 @@ async fn concurrent_prepaid_never_overspends() {
     }
     let served = statuses.iter().filter(|s| **s == 200).count();
     assert!(served <= 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 8 - served, "{statuses:?}");
-    assert_eq!(harness.upstream.received_requests().await.unwrap().len(), served);
-    wait_until(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 402).count(),
+        8 - served,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        harness.upstream.received_requests().await.unwrap().len(),
+        served
+    );
+    wait_until(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
     assert!(harness.blnk.balance(&customer.usd_balance_id).balance >= 0);
 }
 
@@ -268,7 +351,11 @@ async fn fifty_requests_against_ten_quotes() {
     let upstream = json!({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18", "choices": [],
         "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18}});
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(upstream).set_delay(Duration::from_millis(800)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(upstream)
+                .set_delay(Duration::from_millis(800)),
+        )
         .mount(&harness.upstream)
         .await;
 
@@ -278,8 +365,20 @@ async fn fifty_requests_against_ten_quotes() {
             let url = format!("{}/v1/chat/completions", harness.url);
             let body = body.clone();
             tokio::spawn(async move {
-                let response = client.post(url).header("X-Customer-Id", "ten").json(&body).send().await.unwrap();
-                (response.status().as_u16(), response.headers().get(REQUEST_ID).map(|v| v.to_str().unwrap().to_string()))
+                let response = client
+                    .post(url)
+                    .header("X-Customer-Id", "ten")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    response.status().as_u16(),
+                    response
+                        .headers()
+                        .get(REQUEST_ID)
+                        .map(|v| v.to_str().unwrap().to_string()),
+                )
             })
         })
         .collect();
@@ -294,26 +393,53 @@ async fn fifty_requests_against_ten_quotes() {
     }
     assert!(served.len() <= 10, "{} served", served.len());
     assert_eq!(served.len() + rejected, 50);
-    assert_eq!(harness.upstream.received_requests().await.unwrap().len(), served.len());
+    assert_eq!(
+        harness.upstream.received_requests().await.unwrap().len(),
+        served.len()
+    );
     let per_request = usd_to_nanos("0.0000063");
     for id in &served {
         assert_eq!(charge_of(&harness.blnk, id).usd_nanos(), per_request);
     }
     assert_eq!(all_charge_legs(&harness.blnk).len(), served.len() * 2);
-    wait_until(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
+    wait_until(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
     let wallet = harness.blnk.balance(&customer.usd_balance_id);
-    assert_eq!(wallet.balance, quote.0 * 10 - per_request * served.len() as i128);
+    assert_eq!(
+        wallet.balance,
+        quote.0 * 10 - per_request * served.len() as i128
+    );
     assert!(wallet.balance >= 0);
 }
 
 /// The hold amount tollgate computes for `body`, using the same code as the proxy.
 fn quote_of(harness: &Harness, body: &Value) -> tollgate::money::Nanos {
     let bytes = serde_json::to_vec(body).unwrap();
-    let facts = tollgate::billing::request::RequestFacts::parse(tollgate::usage::Endpoint::ChatCompletions, &bytes).unwrap();
-    let price = harness.state.price_table().resolve(&facts.model, chrono::Utc::now()).unwrap();
+    let facts = tollgate::billing::request::RequestFacts::parse(
+        tollgate::usage::Endpoint::ChatCompletions,
+        &bytes,
+    )
+    .unwrap();
+    let price = harness
+        .state
+        .price_table()
+        .resolve(&facts.model, chrono::Utc::now())
+        .unwrap();
     let pricing = &harness.state.config.pricing;
     let quote = price
-        .quote(facts.prompt_bound(pricing.image_token_bound, pricing.audio_token_bound), facts.max_output_tokens, facts.choices, None, false)
+        .quote(
+            facts.prompt_bound(pricing.image_token_bound, pricing.audio_token_bound),
+            facts.max_output_tokens,
+            facts.choices,
+            None,
+            false,
+        )
         .unwrap();
     tollgate::billing::hold_amount(quote)
 }
@@ -323,13 +449,20 @@ async fn quote_larger_than_wallet_is_rejected() {
     let harness = Harness::start().await;
     let case = Case::load("20-atomic-bulk-no-partial-leg");
     let customer = harness.prepaid("c20", "0.005").await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
     let response = post_chat(&harness, "c20", &case.request_body()).await;
     assert_eq!(response.status(), 402);
     assert!(all_charge_legs(&harness.blnk).is_empty());
     let tokens = harness.blnk.balance(&customer.tokens_balance_id);
     assert_eq!(tokens.balance, 0);
-    assert_eq!(harness.blnk.balance(&customer.usd_balance_id).balance, 5_000_000);
+    assert_eq!(
+        harness.blnk.balance(&customer.usd_balance_id).balance,
+        5_000_000
+    );
 }
 
 #[tokio::test]
@@ -355,8 +488,18 @@ async fn upstream_errors_are_relayed_unbilled() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body, case.upstream_json(), "status {status}");
         assert!(all_charge_legs(&harness.blnk).is_empty(), "status {status}");
-        wait_until(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
-        assert_eq!(harness.blnk.balance(&customer.usd_balance_id).balance, 1_000_000_000);
+        wait_until(|| {
+            harness
+                .blnk
+                .balance(&customer.usd_balance_id)
+                .inflight_debit_balance
+                == 0
+        })
+        .await;
+        assert_eq!(
+            harness.blnk.balance(&customer.usd_balance_id).balance,
+            1_000_000_000
+        );
         harness.stop().await;
     }
 }
@@ -367,7 +510,9 @@ async fn large_image_body_forwarded_intact() {
     let case = Case::load("29-large-base64-image-body");
     harness.prepaid("cust_postpaid_01", "5").await;
     let pad = "A".repeat(1_572_864);
-    let body_text = serde_json::to_string(&case.request_body()).unwrap().replace("<PAD_1_5_MiB>", &pad);
+    let body_text = serde_json::to_string(&case.request_body())
+        .unwrap()
+        .replace("<PAD_1_5_MiB>", &pad);
     let expected_len = body_text.len();
     Mock::given(method("POST"))
         .and(move |request: &Request| request.body.len() == expected_len)
@@ -385,7 +530,10 @@ async fn large_image_body_forwarded_intact() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(charge_of(&harness.blnk, &request_id(&response)).usd_nanos(), case.expected_nanos());
+    assert_eq!(
+        charge_of(&harness.blnk, &request_id(&response)).usd_nanos(),
+        case.expected_nanos()
+    );
 }
 
 #[tokio::test]
@@ -396,8 +544,15 @@ async fn body_above_limit_is_413() {
     })
     .await;
     harness.postpaid("c1").await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
-    let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "A".repeat(1_100_000));
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
+    let body = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "A".repeat(1_100_000)
+    );
     let response = harness
         .http()
         .post(format!("{}/v1/chat/completions", harness.url))
@@ -415,7 +570,11 @@ async fn body_above_limit_is_413() {
 async fn bad_requests_get_their_own_errors() {
     let harness = Harness::start().await;
     harness.postpaid("c1").await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
     let url = format!("{}/v1/chat/completions", harness.url);
     let client = harness.http();
     let chat = r#"{"model":"gpt-4o-mini","messages":[]}"#;
@@ -428,7 +587,10 @@ async fn bad_requests_get_their_own_errors() {
         (Some("c1"), r#"{"messages":[]}"#, 400, "missing_model"),
     ];
     for (customer, body, status, code) in cases {
-        let mut request = client.post(&url).header("Content-Type", "application/json").body(body.to_string());
+        let mut request = client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
         if let Some(customer) = customer {
             request = request.header("X-Customer-Id", customer);
         }
@@ -437,8 +599,14 @@ async fn bad_requests_get_their_own_errors() {
         assert!(response.headers().contains_key(REQUEST_ID), "{code}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code);
-        assert!(error["error"]["message"].as_str().unwrap().len() > 20, "{code}: message explains the fix");
-        assert!(error["error"].get("param").is_some(), "{code}: OpenAI error shape");
+        assert!(
+            error["error"]["message"].as_str().unwrap().len() > 20,
+            "{code}: message explains the fix"
+        );
+        assert!(
+            error["error"].get("param").is_some(),
+            "{code}: OpenAI error shape"
+        );
     }
 }
 
@@ -446,7 +614,11 @@ async fn bad_requests_get_their_own_errors() {
 async fn ledger_down_rejects_prepaid_with_503() {
     let harness = Harness::start().await;
     harness.prepaid("c1", "1").await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
     harness.blnk.inject(Fault::Down);
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
     let response = post_chat(&harness, "c1", &body).await;
@@ -465,7 +637,11 @@ async fn upstream_gets_operator_key_and_clean_headers() {
         .and(header("authorization", "Bearer sk-operator-test"))
         .and(header("accept-encoding", "identity"))
         .and(|request: &Request| !request.headers.contains_key("x-customer-id"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(case.upstream_json()).insert_header("set-cookie", "__cf=1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(case.upstream_json())
+                .insert_header("set-cookie", "__cf=1"),
+        )
         .expect(1)
         .mount(&harness.upstream)
         .await;
@@ -496,9 +672,21 @@ async fn upstream_unreachable_is_502_unbilled() {
     assert_eq!(response.status(), 502);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "upstream_unreachable");
-    wait_until(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
+    wait_until(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
     assert!(all_charge_legs(&harness.blnk).is_empty());
-    let holds = harness.blnk.transactions().into_iter().filter(|t| t.status == TxnStatus::Void).count();
+    let holds = harness
+        .blnk
+        .transactions()
+        .into_iter()
+        .filter(|t| t.status == TxnStatus::Void)
+        .count();
     assert_eq!(holds, 1, "the hold is voided");
 }
 
@@ -538,18 +726,37 @@ async fn models_route_passes_through() {
         .expect(1)
         .mount(&harness.upstream)
         .await;
-    let response = harness.http().get(format!("{}/v1/models", harness.url)).send().await.unwrap();
+    let response = harness
+        .http()
+        .get(format!("{}/v1/models", harness.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap(), models);
-    let response = harness.http().get(format!("{}/v1/models/gpt-4o", harness.url)).send().await.unwrap();
+    let response = harness
+        .http()
+        .get(format!("{}/v1/models/gpt-4o", harness.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
 async fn unknown_route_is_404() {
     let harness = Harness::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&harness.upstream).await;
-    let response = harness.http().post(format!("{}/v1/files", harness.url)).send().await.unwrap();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
+    let response = harness
+        .http()
+        .post(format!("{}/v1/files", harness.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "unknown_route");
@@ -557,7 +764,9 @@ async fn unknown_route_is_404() {
 
 #[tokio::test]
 async fn async_openai_client_is_billed() {
-    use async_openai::types::chat::{ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs};
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
+    };
     let harness = Harness::start().await;
     let customer = harness.prepaid("sdk-user", "1").await;
     let case = Case::load("07-cached-tokens-not-added-twice");
@@ -565,10 +774,19 @@ async fn async_openai_client_is_billed() {
     let request = CreateChatCompletionRequestArgs::default()
         .model("gpt-4o-mini")
         .max_tokens(200u32)
-        .messages([ChatCompletionRequestUserMessageArgs::default().content("Next step?").build().unwrap().into()])
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content("Next step?")
+            .build()
+            .unwrap()
+            .into()])
         .build()
         .unwrap();
-    let completion = harness.openai("sdk-user").chat().create(request).await.unwrap();
+    let completion = harness
+        .openai("sdk-user")
+        .chat()
+        .create(request)
+        .await
+        .unwrap();
     assert_eq!(completion.usage.unwrap().prompt_tokens, 17903);
     let legs = all_charge_legs(&harness.blnk);
     let usd = legs.iter().find(|t| t.currency == "USD").unwrap();

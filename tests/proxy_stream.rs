@@ -56,22 +56,43 @@ async fn read_all(response: reqwest::Response) -> String {
 }
 
 /// Runs a streamed case for a postpaid customer and returns what the client got.
-async fn run_case(name: &str, body_edit: impl FnOnce(&mut Value)) -> (String, Case, Harness, StreamServer, String) {
+async fn run_case(
+    name: &str,
+    body_edit: impl FnOnce(&mut Value),
+) -> (String, Case, Harness, StreamServer, String) {
     let case = Case::load(name);
-    let (harness, server) = start(Script::sse(case.upstream_writes(), Pace::Every(Duration::from_millis(5))), vec![]).await;
+    let (harness, server) = start(
+        Script::sse(
+            case.upstream_writes(),
+            Pace::Every(Duration::from_millis(5)),
+        ),
+        vec![],
+    )
+    .await;
     harness.postpaid("cust_postpaid_01").await;
     let mut body = case.request_body();
     body_edit(&mut body);
     let response = post_stream(&harness, "cust_postpaid_01", &body).await;
     assert_eq!(response.status().as_u16(), case.expected_status(), "{name}");
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let id = response.headers()[REQUEST_ID].to_str().expect("ascii id").to_string();
+    let id = response.headers()[REQUEST_ID]
+        .to_str()
+        .expect("ascii id")
+        .to_string();
     let text = read_all(response).await;
     // The charge was recorded before the terminator was forwarded, so it is visible now.
     let charge = charge_of(&harness.blnk, &id);
     assert_eq!(charge.usd_nanos(), case.expected_nanos(), "{name}: USD leg");
-    assert_eq!(charge.tokens(), case.expected_tokens(), "{name}: TOKENS leg");
-    assert_eq!(all_charge_legs(&harness.blnk).len(), 2, "{name}: exactly one charge");
+    assert_eq!(
+        charge.tokens(),
+        case.expected_tokens(),
+        "{name}: TOKENS leg"
+    );
+    assert_eq!(
+        all_charge_legs(&harness.blnk).len(),
+        2,
+        "{name}: exactly one charge"
+    );
     (text, case, harness, server, id)
 }
 
@@ -85,27 +106,47 @@ async fn usage_chunk_removed_when_client_opted_out() {
             body.as_object_mut().unwrap().remove("stream_options");
         },
     ] {
-        let (text, case, _harness, server, _) = run_case("01-include-usage-false-respected", edit).await;
-        assert!(!text.contains(USAGE_CHUNK_MARK), "usage-only chunk must not reach the client");
+        let (text, case, _harness, server, _) =
+            run_case("01-include-usage-false-respected", edit).await;
+        assert!(
+            !text.contains(USAGE_CHUNK_MARK),
+            "usage-only chunk must not reach the client"
+        );
         let upstream = case.upstream_writes();
-        let expected: String = upstream.iter().filter(|w| !w.contains(USAGE_CHUNK_MARK)).cloned().collect();
+        let expected: String = upstream
+            .iter()
+            .filter(|w| !w.contains(USAGE_CHUNK_MARK))
+            .cloned()
+            .collect();
         assert_eq!(text, expected, "every other event arrives unchanged");
         assert!(text.ends_with("data: [DONE]\n\n"));
 
         let sent: Value = serde_json::from_slice(&server.bodies()[0]).unwrap();
-        assert_eq!(sent["stream_options"]["include_usage"], true, "usage forced upstream");
+        assert_eq!(
+            sent["stream_options"]["include_usage"], true,
+            "usage forced upstream"
+        );
         assert_eq!(sent["messages"], case.request_body()["messages"]);
     }
 }
 
 #[tokio::test]
 async fn usage_chunk_forwarded_when_requested() {
-    let (text, case, _harness, server, _) = run_case("02-usage-chunk-forwarded-when-requested", |_| {}).await;
-    assert_eq!(text, case.upstream_writes().concat(), "the stream arrives byte for byte");
+    let (text, case, _harness, server, _) =
+        run_case("02-usage-chunk-forwarded-when-requested", |_| {}).await;
+    assert_eq!(
+        text,
+        case.upstream_writes().concat(),
+        "the stream arrives byte for byte"
+    );
     let sent = server.bodies()[0].clone();
     let original = serde_json::to_vec(&case.request_body()).unwrap();
     let sent_value: Value = serde_json::from_slice(&sent).unwrap();
-    assert_eq!(sent_value, serde_json::from_slice::<Value>(&original).unwrap(), "nothing else rewritten");
+    assert_eq!(
+        sent_value,
+        serde_json::from_slice::<Value>(&original).unwrap(),
+        "nothing else rewritten"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +165,11 @@ async fn null_usage_chunks_bill_once() {
 #[tokio::test]
 async fn events_split_across_reads() {
     let (text, case, ..) = run_case("22-sse-event-split-across-reads", |_| {}).await;
-    assert_eq!(text, case.upstream_writes().concat(), "concatenated bytes equal upstream's");
+    assert_eq!(
+        text,
+        case.upstream_writes().concat(),
+        "concatenated bytes equal upstream's"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +183,11 @@ async fn data_without_space_is_metered() {
 async fn chunks_pass_through_before_the_next() {
     let case = Case::load("02-usage-chunk-forwarded-when-requested");
     let gate = Arc::new(Semaphore::new(0));
-    let (harness, server) = start(Script::sse(case.upstream_writes(), Pace::Gated(Arc::clone(&gate))), vec![]).await;
+    let (harness, server) = start(
+        Script::sse(case.upstream_writes(), Pace::Gated(Arc::clone(&gate))),
+        vec![],
+    )
+    .await;
     harness.postpaid("c1").await;
     let response = post_stream(&harness, "c1", &case.request_body()).await;
     let mut body = response.bytes_stream();
@@ -152,7 +201,12 @@ async fn chunks_pass_through_before_the_next() {
         while received.len() < writes[..=index].concat().len() {
             let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
                 .await
-                .unwrap_or_else(|_| panic!("piece {index} was not passed through before piece {}", index + 1))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "piece {index} was not passed through before piece {}",
+                        index + 1
+                    )
+                })
                 .expect("stream open")
                 .expect("chunk");
             received.push_str(std::str::from_utf8(&chunk).unwrap());
@@ -170,7 +224,14 @@ async fn chunks_pass_through_before_the_next() {
 #[tokio::test]
 async fn disconnect_drains_and_bills_full_usage() {
     let case = Case::load("13-client-disconnects-mid-stream");
-    let (harness, server) = start(Script::sse(case.upstream_writes(), Pace::Every(Duration::from_millis(30))), vec![]).await;
+    let (harness, server) = start(
+        Script::sse(
+            case.upstream_writes(),
+            Pace::Every(Duration::from_millis(30)),
+        ),
+        vec![],
+    )
+    .await;
     let customer = harness.prepaid("c13", "1").await;
     let response = post_stream(&harness, "c13", &case.request_body()).await;
     let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
@@ -189,15 +250,29 @@ async fn disconnect_drains_and_bills_full_usage() {
     let usd = charge.usd.unwrap();
     assert_eq!(usd.meta_data["client_disconnected"], true);
     assert_eq!(usd.meta_data["usage_source"], "reported");
-    assert_eq!(server.pieces_written(), case.upstream_writes().len(), "upstream read to the end");
-    wait_for(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
+    assert_eq!(
+        server.pieces_written(),
+        case.upstream_writes().len(),
+        "upstream read to the end"
+    );
+    wait_for(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn disconnect_with_stop_bills_estimate() {
     let case = Case::load("13-client-disconnects-mid-stream");
     let (harness, _server) = start(
-        Script::sse(case.upstream_writes(), Pace::Every(Duration::from_millis(50))),
+        Script::sse(
+            case.upstream_writes(),
+            Pace::Every(Duration::from_millis(50)),
+        ),
         vec![("TOLLGATE_UPSTREAM_ON_CLIENT_DISCONNECT", "stop".into())],
     )
     .await;
@@ -217,42 +292,83 @@ async fn disconnect_with_stop_bills_estimate() {
     let usd = charge.usd.as_ref().unwrap();
     assert_eq!(usd.meta_data["client_disconnected"], true);
     assert_eq!(usd.meta_data["usage_source"], "estimated");
-    assert!(charge.usd_nanos() > 0, "a disconnect is never billed as zero");
-    assert!(charge.usd_nanos() < case.expected_nanos(), "only what was generated before the stop");
+    assert!(
+        charge.usd_nanos() > 0,
+        "a disconnect is never billed as zero"
+    );
+    assert!(
+        charge.usd_nanos() < case.expected_nanos(),
+        "only what was generated before the stop"
+    );
     assert!(usd.meta_data["completion_tokens"].as_u64().unwrap() >= 2);
-    wait_for(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
+    wait_for(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn broken_stream_after_content_bills_estimate() {
     let case = Case::load("13-client-disconnects-mid-stream");
-    let mut script = Script::sse(case.upstream_writes(), Pace::Every(Duration::from_millis(5)));
+    let mut script = Script::sse(
+        case.upstream_writes(),
+        Pace::Every(Duration::from_millis(5)),
+    );
     script.break_after = Some(4);
     let (harness, _server) = start(script, vec![]).await;
     let customer = harness.prepaid("c1", "1").await;
     let response = post_stream(&harness, "c1", &case.request_body()).await;
     let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
     let text = read_all(response).await;
-    assert!(text.contains("upstream_stream_interrupted"), "the SDK sees an error event");
+    assert!(
+        text.contains("upstream_stream_interrupted"),
+        "the SDK sees an error event"
+    );
     let charge = charge_of(&harness.blnk, &id);
     let usd = charge.usd.as_ref().expect("billed");
     assert_eq!(usd.meta_data["usage_source"], "estimated");
     assert!(charge.usd_nanos() > 0);
-    wait_for(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
+    wait_for(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn broken_stream_before_content_bills_nothing() {
     let case = Case::load("13-client-disconnects-mid-stream");
-    let mut script = Script::sse(case.upstream_writes(), Pace::Every(Duration::from_millis(5)));
+    let mut script = Script::sse(
+        case.upstream_writes(),
+        Pace::Every(Duration::from_millis(5)),
+    );
     script.break_after = Some(0);
     let (harness, _server) = start(script, vec![]).await;
     let customer = harness.prepaid("c1", "1").await;
     let response = post_stream(&harness, "c1", &case.request_body()).await;
     let _ = read_all(response).await;
     assert!(all_charge_legs(&harness.blnk).is_empty());
-    wait_for(|| harness.blnk.balance(&customer.usd_balance_id).inflight_debit_balance == 0).await;
-    let voids = harness.blnk.transactions().into_iter().filter(|t| t.status == TxnStatus::Void).count();
+    wait_for(|| {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
+    let voids = harness
+        .blnk
+        .transactions()
+        .into_iter()
+        .filter(|t| t.status == TxnStatus::Void)
+        .count();
     assert_eq!(voids, 1, "the hold is voided");
 }
 
@@ -260,41 +376,78 @@ async fn broken_stream_before_content_bills_nothing() {
 async fn ledger_down_at_end_still_finishes_stream() {
     let case = Case::load("02-usage-chunk-forwarded-when-requested");
     let (harness, _server) = start(
-        Script::sse(case.upstream_writes(), Pace::Every(Duration::from_millis(5))),
-        vec![("TOLLGATE_BLNK_CHARGE_TIMEOUT", "200ms".into()), ("TOLLGATE_BLNK_REQUEST_TIMEOUT", "300ms".into())],
+        Script::sse(
+            case.upstream_writes(),
+            Pace::Every(Duration::from_millis(5)),
+        ),
+        vec![
+            ("TOLLGATE_BLNK_CHARGE_TIMEOUT", "200ms".into()),
+            ("TOLLGATE_BLNK_REQUEST_TIMEOUT", "300ms".into()),
+        ],
     )
     .await;
     harness.postpaid("c1").await;
-    harness.blnk.inject(Fault::Status(500).on("POST", "/transactions/bulk").times(1000));
+    harness.blnk.inject(
+        Fault::Status(500)
+            .on("POST", "/transactions/bulk")
+            .times(1000),
+    );
     let response = post_stream(&harness, "c1", &case.request_body()).await;
     assert_eq!(response.status(), 200);
     let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
     let text = read_all(response).await;
-    assert!(text.ends_with("data: [DONE]\n\n"), "the stream ends normally");
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "the stream ends normally"
+    );
     assert!(charge_of(&harness.blnk, &id).usd.is_none());
 
     harness.blnk.clear_faults();
     wait_for_secs(15, || charge_of(&harness.blnk, &id).usd.is_some()).await;
-    assert_eq!(charge_of(&harness.blnk, &id).usd_nanos(), case.expected_nanos());
+    assert_eq!(
+        charge_of(&harness.blnk, &id).usd_nanos(),
+        case.expected_nanos()
+    );
 }
 
 #[tokio::test]
 async fn async_openai_stream_is_billed() {
-    use async_openai::types::chat::{ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs};
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
+    };
     let case = Case::load("01-include-usage-false-respected");
-    let (harness, _server) = start(Script::sse(case.upstream_writes(), Pace::Every(Duration::from_millis(2))), vec![]).await;
+    let (harness, _server) = start(
+        Script::sse(
+            case.upstream_writes(),
+            Pace::Every(Duration::from_millis(2)),
+        ),
+        vec![],
+    )
+    .await;
     harness.postpaid("sdk").await;
     let request = CreateChatCompletionRequestArgs::default()
         .model("gpt-4o-mini")
         .stream(true)
-        .messages([ChatCompletionRequestUserMessageArgs::default().content("Say hi").build().unwrap().into()])
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content("Say hi")
+            .build()
+            .unwrap()
+            .into()])
         .build()
         .unwrap();
-    let mut stream = harness.openai("sdk").chat().create_stream(request).await.unwrap();
+    let mut stream = harness
+        .openai("sdk")
+        .chat()
+        .create_stream(request)
+        .await
+        .unwrap();
     let mut text = String::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.expect("every chunk parses");
-        assert!(!chunk.choices.is_empty(), "no usage-only chunk reaches a client that did not ask");
+        assert!(
+            !chunk.choices.is_empty(),
+            "no usage-only chunk reaches a client that did not ask"
+        );
         for choice in chunk.choices {
             text.push_str(choice.delta.content.as_deref().unwrap_or(""));
         }
@@ -337,5 +490,8 @@ async fn json_answer_to_stream_is_billed() {
     let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
     let received: Value = response.json().await.unwrap();
     assert_eq!(received, case.upstream_json());
-    assert_eq!(charge_of(&harness.blnk, &id).usd_nanos(), case.expected_nanos());
+    assert_eq!(
+        charge_of(&harness.blnk, &id).usd_nanos(),
+        case.expected_nanos()
+    );
 }

@@ -101,7 +101,15 @@ impl ChargeRecord {
         }
     }
 
-    fn leg(&self, leg: &str, amount: i128, precision: i64, currency: &str, source: &str, destination: &str) -> NewTransaction {
+    fn leg(
+        &self,
+        leg: &str,
+        amount: i128,
+        precision: i64,
+        currency: &str,
+        source: &str,
+        destination: &str,
+    ) -> NewTransaction {
         let mut meta_data = self.metadata.clone();
         meta_data.insert("tollgate_leg".into(), Value::from(leg));
         NewTransaction {

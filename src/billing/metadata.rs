@@ -43,8 +43,14 @@ pub fn leg_metadata(facts: &ChargeFacts<'_>) -> Map<String, Value> {
         ("prompt_audio_tokens", usage.prompt_audio_tokens),
         ("reasoning_tokens", usage.reasoning_tokens),
         ("completion_audio_tokens", usage.completion_audio_tokens),
-        ("accepted_prediction_tokens", usage.accepted_prediction_tokens),
-        ("rejected_prediction_tokens", usage.rejected_prediction_tokens),
+        (
+            "accepted_prediction_tokens",
+            usage.accepted_prediction_tokens,
+        ),
+        (
+            "rejected_prediction_tokens",
+            usage.rejected_prediction_tokens,
+        ),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

@@ -67,23 +67,28 @@ struct StreamOptions {
 impl RequestFacts {
     /// Reads the facts tollgate needs from `body`. Rejects what cannot be metered.
     pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, ProxyError> {
-        let raw: RawRequest<'_> = serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
-            detail: format!("{error}; send a JSON object such as {{\"model\": \"gpt-4o-mini\", ...}}"),
-        })?;
+        let raw: RawRequest<'_> =
+            serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
+                detail: format!(
+                    "{error}; send a JSON object such as {{\"model\": \"gpt-4o-mini\", ...}}"
+                ),
+            })?;
         let model = match raw.model {
             Some(model) if !model.trim().is_empty() => model.into_owned(),
             _ => return Err(ProxyError::MissingModel),
         };
         if raw.background == Some(true) {
             return Err(ProxyError::Unsupported {
-                message: "background responses cannot be metered: their usage arrives only on a later \
+                message:
+                    "background responses cannot be metered: their usage arrives only on a later \
                           retrieval; send the request without \"background\": true"
-                    .to_string(),
+                        .to_string(),
                 param: Some("background"),
             });
         }
 
-        let stream = endpoint != Endpoint::Embeddings && raw.stream.is_some_and(|v| v.get() == "true");
+        let stream =
+            endpoint != Endpoint::Embeddings && raw.stream.is_some_and(|v| v.get() == "true");
         let include_usage = match raw.stream_options {
             Some(options) => serde_json::from_str::<StreamOptions>(options.get())
                 .ok()
@@ -199,9 +204,10 @@ pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
         #[serde(borrow, default, deserialize_with = "raw_including_null")]
         stream_options: Option<&'a RawValue>,
     }
-    let parsed: Options<'_> = serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
-        detail: error.to_string(),
-    })?;
+    let parsed: Options<'_> =
+        serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
+            detail: error.to_string(),
+        })?;
 
     match parsed.stream_options {
         Some(raw) => {
@@ -211,14 +217,17 @@ pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
                 serde_json::Map::new()
             } else {
                 serde_json::from_str(raw.get()).map_err(|_| ProxyError::Unsupported {
-                    message: "stream_options must be a JSON object such as {\"include_usage\": true}".to_string(),
+                    message:
+                        "stream_options must be a JSON object such as {\"include_usage\": true}"
+                            .to_string(),
                     param: Some("stream_options"),
                 })?
             };
             options.insert("include_usage".to_string(), serde_json::Value::Bool(true));
-            let replacement = serde_json::to_vec(&options).map_err(|error| ProxyError::Internal {
-                detail: error.to_string(),
-            })?;
+            let replacement =
+                serde_json::to_vec(&options).map_err(|error| ProxyError::Internal {
+                    detail: error.to_string(),
+                })?;
             let mut out = Vec::with_capacity(body.len() + 24);
             out.extend_from_slice(&body[..start]);
             out.extend_from_slice(&replacement);
@@ -226,12 +235,12 @@ pub fn force_include_usage(body: &[u8]) -> Result<Vec<u8>, ProxyError> {
             Ok(out)
         }
         None => {
-            let open = body
-                .iter()
-                .position(|&b| b == b'{')
-                .ok_or_else(|| ProxyError::InvalidJson {
-                    detail: "the body is not a JSON object".to_string(),
-                })?;
+            let open =
+                body.iter()
+                    .position(|&b| b == b'{')
+                    .ok_or_else(|| ProxyError::InvalidJson {
+                        detail: "the body is not a JSON object".to_string(),
+                    })?;
             let rest_is_empty = body[open + 1..]
                 .iter()
                 .find(|b| !b.is_ascii_whitespace())
@@ -284,7 +293,11 @@ mod tests {
     #[test]
     fn embeddings_never_stream() {
         let body = br#"{"model":"text-embedding-3-small","input":"x","stream":true}"#;
-        assert!(!RequestFacts::parse(Endpoint::Embeddings, body).unwrap().stream);
+        assert!(
+            !RequestFacts::parse(Endpoint::Embeddings, body)
+                .unwrap()
+                .stream
+        );
     }
 
     #[test]
@@ -310,7 +323,8 @@ mod tests {
         assert!(matches!(empty_model, Err(ProxyError::MissingModel)));
         let array = RequestFacts::parse(Endpoint::ChatCompletions, b"[1]");
         assert!(matches!(array, Err(ProxyError::InvalidJson { .. })));
-        let background = RequestFacts::parse(Endpoint::Responses, br#"{"model":"m","background":true}"#);
+        let background =
+            RequestFacts::parse(Endpoint::Responses, br#"{"model":"m","background":true}"#);
         assert!(matches!(background, Err(ProxyError::Unsupported { .. })));
     }
 
@@ -363,7 +377,8 @@ mod tests {
 
     #[test]
     fn null_stream_options_is_replaced() {
-        let out = force_include_usage(br#"{"model":"m","stream":true,"stream_options":null}"#).unwrap();
+        let out =
+            force_include_usage(br#"{"model":"m","stream":true,"stream_options":null}"#).unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
@@ -372,8 +387,14 @@ mod tests {
 
     #[test]
     fn client_include_usage_is_read() {
-        assert_eq!(facts(r#"{"model":"m","stream_options":{"include_usage":true}}"#).include_usage, Some(true));
-        assert_eq!(facts(r#"{"model":"m","stream_options":{"include_usage":false}}"#).include_usage, Some(false));
+        assert_eq!(
+            facts(r#"{"model":"m","stream_options":{"include_usage":true}}"#).include_usage,
+            Some(true)
+        );
+        assert_eq!(
+            facts(r#"{"model":"m","stream_options":{"include_usage":false}}"#).include_usage,
+            Some(false)
+        );
         assert_eq!(facts(r#"{"model":"m"}"#).include_usage, None);
     }
 }

@@ -184,7 +184,8 @@ impl BlnkClient {
             .request(method, url)
             .header(CONTENT_TYPE, APPLICATION_JSON)
             .body(payload);
-        let response = crate::telemetry::ledger::observe(operation, self.execute(operation, request)).await?;
+        let response =
+            crate::telemetry::ledger::observe(operation, self.execute(operation, request)).await?;
         decode(operation, &response)
     }
 

@@ -65,10 +65,15 @@ pub enum LedgerError {
     #[error("Blnk failed with HTTP {status}: {message}")]
     Server { status: u16, message: String },
 
-    #[error("the Blnk call {operation} timed out; check that Blnk is running and reachable at BLNK_URL")]
+    #[error(
+        "the Blnk call {operation} timed out; check that Blnk is running and reachable at BLNK_URL"
+    )]
     Timeout { operation: &'static str },
 
-    #[error("failed to reach Blnk for {operation}: {}; check BLNK_URL and that Blnk is running", error_chain(source))]
+    #[error(
+        "failed to reach Blnk for {operation}: {}; check BLNK_URL and that Blnk is running",
+        error_chain(source)
+    )]
     Unreachable {
         operation: &'static str,
         source: reqwest::Error,

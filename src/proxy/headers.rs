@@ -25,7 +25,11 @@ const OPERATOR_ACCOUNT: [&str; 2] = ["openai-organization", "openai-project"];
 /// `Content-Length` and the customer header dropped; `Accept-Encoding: identity`, because a
 /// compressed body cannot be metered; the client's key replaced by the operator's when one is
 /// configured.
-pub fn upstream_request_headers(client: &HeaderMap, customer_header: &HeaderName, api_key: Option<&Secret>) -> HeaderMap {
+pub fn upstream_request_headers(
+    client: &HeaderMap,
+    customer_header: &HeaderName,
+    api_key: Option<&Secret>,
+) -> HeaderMap {
     let listed = connection_listed(client);
     let mut out = HeaderMap::with_capacity(client.len() + 2);
     for (name, value) in client {
@@ -41,7 +45,10 @@ pub fn upstream_request_headers(client: &HeaderMap, customer_header: &HeaderName
             out.append(name.clone(), value.clone());
         }
     }
-    out.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    out.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     if let Some(key) = api_key
         && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
     {
@@ -88,7 +95,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         headers
     }
@@ -111,14 +121,24 @@ mod tests {
         assert_eq!(out["authorization"], "Bearer sk-operator");
         assert_eq!(out["accept-encoding"], "identity");
         assert_eq!(out["x-stainless-lang"], "python");
-        for gone in ["x-customer-id", "host", "content-length", "connection", "x-private", "openai-organization"] {
+        for gone in [
+            "x-customer-id",
+            "host",
+            "content-length",
+            "connection",
+            "x-private",
+            "openai-organization",
+        ] {
             assert!(!out.contains_key(gone), "{gone}");
         }
     }
 
     #[test]
     fn client_key_passes_without_operator_key() {
-        let client = map(&[("authorization", "Bearer sk-client"), ("openai-project", "p")]);
+        let client = map(&[
+            ("authorization", "Bearer sk-client"),
+            ("openai-project", "p"),
+        ]);
         let customer = HeaderName::from_static("x-customer-id");
         let out = upstream_request_headers(&client, &customer, None);
         assert_eq!(out["authorization"], "Bearer sk-client");
@@ -139,7 +159,12 @@ mod tests {
         let out = client_response_headers(&upstream, true);
         assert_eq!(out["x-request-id"], "req_1");
         assert_eq!(out["retry-after"], "1");
-        for gone in ["content-length", "transfer-encoding", "set-cookie", "openai-organization"] {
+        for gone in [
+            "content-length",
+            "transfer-encoding",
+            "set-cookie",
+            "openai-organization",
+        ] {
             assert!(!out.contains_key(gone), "{gone}");
         }
     }

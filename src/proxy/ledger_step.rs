@@ -88,7 +88,13 @@ impl Metering {
             effective_date: self.started_at,
             attempt: 1,
         };
-        crate::telemetry::request::charged(&billed.usage, billed.source, billed.client_disconnected, &cost, &record);
+        crate::telemetry::request::charged(
+            &billed.usage,
+            billed.source,
+            billed.client_disconnected,
+            &cost,
+            &record,
+        );
         // Boxed, so the charge's future does not enlarge (and get copied with) the caller's.
         let charging = Box::pin(self.state.biller.charge(record));
         let status = crate::telemetry::request::time_ledger(charging).await;

@@ -31,7 +31,12 @@ use super::stream;
 pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
 /// Serves one metered request and always answers, with upstream's response or tollgate's error.
-pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request, started_at: DateTime<Utc>) -> Response {
+pub async fn handle(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    request: Request,
+    started_at: DateTime<Utc>,
+) -> Response {
     let request_id = RequestId::new();
     let span = tracing::info_span!(
         "request",
@@ -43,20 +48,32 @@ pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request, 
     );
     crate::telemetry::request::begin(request_id, &span);
     let started = Instant::now();
-    let mut response = serve(Arc::clone(&state), endpoint, request, request_id, started_at)
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(|error| {
-            let (status, _, code) = error.parts();
-            crate::telemetry::request::rejected(code, &error);
-            span.in_scope(|| tracing::info!(status = status.as_u16(), code, %error, "request rejected"));
-            error.into_response()
-        });
+    let mut response = serve(
+        Arc::clone(&state),
+        endpoint,
+        request,
+        request_id,
+        started_at,
+    )
+    .instrument(span.clone())
+    .await
+    .unwrap_or_else(|error| {
+        let (status, _, code) = error.parts();
+        crate::telemetry::request::rejected(code, &error);
+        span.in_scope(
+            || tracing::info!(status = status.as_u16(), code, %error, "request rejected"),
+        );
+        error.into_response()
+    });
     if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     span.in_scope(|| {
-        tracing::debug!(status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "response headers sent")
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "response headers sent"
+        )
     });
     response
 }
@@ -89,9 +106,12 @@ async fn serve(
     crate::telemetry::request::requested(&facts.model, facts.stream);
 
     let prices = state.price_table();
-    let price = prices
-        .resolve(&facts.model, started_at)
-        .ok_or_else(|| ProxyError::ModelNotPriced { model: facts.model.clone() })?;
+    let price =
+        prices
+            .resolve(&facts.model, started_at)
+            .ok_or_else(|| ProxyError::ModelNotPriced {
+                model: facts.model.clone(),
+            })?;
     if price.via_fallback() {
         tracing::warn!(model = %facts.model, billed_as = price.model(), "unlisted dated snapshot priced as its base model");
     }
@@ -123,13 +143,21 @@ async fn serve(
     };
     reserve(&state, &facts, &mut metering).await?;
 
-    let upstream_body = if facts.stream && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
-        Bytes::from(force_include_usage(&body)?)
-    } else {
-        body
-    };
-    let headers = upstream_request_headers(&parts.headers, &config.customer_header, config.upstream.api_key.as_ref());
-    let path = parts.uri.path_and_query().map_or(endpoint.path(), |p| p.as_str());
+    let upstream_body =
+        if facts.stream && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+            Bytes::from(force_include_usage(&body)?)
+        } else {
+            body
+        };
+    let headers = upstream_request_headers(
+        &parts.headers,
+        &config.customer_header,
+        config.upstream.api_key.as_ref(),
+    );
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(endpoint.path(), |p| p.as_str());
     let call = UpstreamCall {
         method: parts.method.clone(),
         path: path.to_string(),
@@ -143,7 +171,8 @@ async fn serve(
     // once upstream is called, its response is billed. Shutdown waits for the task.
     // Boxed first: the future is several KiB, and each wrapper and the spawn would copy it.
     let exchange = Box::pin(exchange(metering, call));
-    let exchange = crate::telemetry::request::exchange(exchange).instrument(tracing::Span::current());
+    let exchange =
+        crate::telemetry::request::exchange(exchange).instrument(tracing::Span::current());
     let task = state.biller.spawn_tracked("upstream-exchange", exchange);
     task.await.unwrap_or_else(|error| {
         Err(ProxyError::Internal {
@@ -167,7 +196,10 @@ struct UpstreamCall {
 async fn exchange(metering: Metering, call: UpstreamCall) -> Result<Response, ProxyError> {
     let state = Arc::clone(&metering.state);
     crate::telemetry::request::upstream_started();
-    let upstream = state.upstream.send(call.method, &call.path, call.headers, call.body).await?;
+    let upstream = state
+        .upstream
+        .send(call.method, &call.path, call.headers, call.body)
+        .await?;
 
     let operator_key = state.config.upstream.api_key.is_some();
     if !upstream.status().is_success() {
@@ -177,7 +209,12 @@ async fn exchange(metering: Metering, call: UpstreamCall) -> Result<Response, Pr
     }
     // An upstream that answers a stream request with a whole JSON body is metered as one.
     if call.stream && is_event_stream(upstream.headers()) {
-        return Ok(stream::relay(metering, upstream, call.client_wants_usage, operator_key));
+        return Ok(stream::relay(
+            metering,
+            upstream,
+            call.client_wants_usage,
+            operator_key,
+        ));
     }
     complete(metering, upstream, operator_key).await
 }
@@ -190,9 +227,11 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 }
 
 fn customer_id(headers: &HeaderMap, name: &http::HeaderName) -> Result<CustomerId, ProxyError> {
-    let value = headers.get(name).ok_or_else(|| ProxyError::MissingCustomerId {
-        header: name.to_string(),
-    })?;
+    let value = headers
+        .get(name)
+        .ok_or_else(|| ProxyError::MissingCustomerId {
+            header: name.to_string(),
+        })?;
     let text = value.to_str().unwrap_or("\u{fffd}");
     CustomerId::parse(text.trim()).map_err(|source| ProxyError::InvalidCustomerId {
         header: name.to_string(),
@@ -210,7 +249,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit }),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ProxyError::BodyTooLarge { limit })
+        }
         Err(error) => Err(ProxyError::InvalidJson {
             detail: format!("the request body could not be read: {error}"),
         }),
@@ -226,15 +267,25 @@ async fn find_account(state: &AppState, customer: &CustomerId) -> Result<Account
         }),
         Err(AccountError::Ledger(error)) if error.is_unavailable() => {
             crate::warn_rate_limited!("ledger.no_cached_account", %error, "ledger unreachable and no cached account");
-            Err(ProxyError::LedgerUnavailable { detail: error.to_string() })
+            Err(ProxyError::LedgerUnavailable {
+                detail: error.to_string(),
+            })
         }
-        Err(AccountError::Ledger(error)) => Err(ProxyError::LedgerUnavailable { detail: error.to_string() }),
-        Err(AccountError::Misconfigured { customer, detail }) => Err(ProxyError::AccountMisconfigured { customer, detail }),
+        Err(AccountError::Ledger(error)) => Err(ProxyError::LedgerUnavailable {
+            detail: error.to_string(),
+        }),
+        Err(AccountError::Misconfigured { customer, detail }) => {
+            Err(ProxyError::AccountMisconfigured { customer, detail })
+        }
     }
 }
 
 /// Places the hold for a credit-limited account. Unlimited postpaid accounts skip it.
-async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering) -> Result<(), ProxyError> {
+async fn reserve(
+    state: &AppState,
+    facts: &RequestFacts,
+    metering: &mut Metering,
+) -> Result<(), ProxyError> {
     let Some(limit) = metering.account.billing.hold_limit() else {
         return Ok(());
     };
@@ -250,7 +301,11 @@ async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering
     metering.quote = Some(quote);
 
     let request_id = metering.request_id.to_string();
-    match state.biller.place_hold(&metering.account, &request_id, quote, limit).await {
+    match state
+        .biller
+        .place_hold(&metering.account, &request_id, quote, limit)
+        .await
+    {
         Ok(hold) => {
             crate::telemetry::request::hold_placed(&hold.record.reference);
             metering.hold = Some(hold);
@@ -260,7 +315,12 @@ async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering
             let available = available_funds(state, &metering.account).await;
             let limit = (!limit.is_zero()).then_some(limit);
             tracing::info!(quote = %quote, "hold refused: insufficient funds");
-            Err(ProxyError::insufficient_funds(metering.account.customer.as_str(), available, quote, limit))
+            Err(ProxyError::insufficient_funds(
+                metering.account.customer.as_str(),
+                available,
+                quote,
+                limit,
+            ))
         }
         Err(HoldError::Unavailable(error)) if state.config.blnk.fail_open_credit_limited => {
             tracing::warn!(%error, "ledger unavailable; serving a credit-limited account without a hold (fail_open_credit_limited)");
@@ -268,7 +328,9 @@ async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering
         }
         Err(HoldError::Unavailable(error)) => {
             crate::warn_rate_limited!("ledger.hold_unavailable", %error, "ledger unavailable; the hold could not be placed");
-            Err(ProxyError::LedgerUnavailable { detail: error.to_string() })
+            Err(ProxyError::LedgerUnavailable {
+                detail: error.to_string(),
+            })
         }
         Err(HoldError::Ledger(error)) => Err(ProxyError::AccountMisconfigured {
             customer: metering.account.customer.to_string(),
@@ -279,22 +341,37 @@ async fn reserve(state: &AppState, facts: &RequestFacts, metering: &mut Metering
 }
 
 async fn available_funds(state: &AppState, account: &Account) -> Option<Usd> {
-    let balance = state.biller.blnk().get_balance(&account.usd_balance_id).await.ok()?;
+    let balance = state
+        .biller
+        .blnk()
+        .get_balance(&account.usd_balance_id)
+        .await
+        .ok()?;
     Some(crate::money::Nanos(balance.available()).to_usd())
 }
 
 /// Relays a non-2xx upstream response unchanged.
-async fn relay_unbilled(upstream: reqwest::Response, operator_key: bool) -> Result<Response, ProxyError> {
+async fn relay_unbilled(
+    upstream: reqwest::Response,
+    operator_key: bool,
+) -> Result<Response, ProxyError> {
     let status = upstream.status();
     let headers = client_response_headers(upstream.headers(), operator_key);
     let body = upstream.bytes().await.unwrap_or_default();
     crate::telemetry::request::upstream_finished();
-    tracing::info!(status = status.as_u16(), "upstream error relayed; nothing billed");
+    tracing::info!(
+        status = status.as_u16(),
+        "upstream error relayed; nothing billed"
+    );
     Ok(build_response(status, headers, Body::from(body)))
 }
 
 /// Reads a whole 2xx response, charges its usage, then returns it.
-async fn complete(metering: Metering, upstream: reqwest::Response, operator_key: bool) -> Result<Response, ProxyError> {
+async fn complete(
+    metering: Metering,
+    upstream: reqwest::Response,
+    operator_key: bool,
+) -> Result<Response, ProxyError> {
     let status = upstream.status();
     let mut headers = client_response_headers(upstream.headers(), operator_key);
     let timeout = metering.state.upstream.first_byte_timeout();
@@ -303,7 +380,10 @@ async fn complete(metering: Metering, upstream: reqwest::Response, operator_key:
         Ok(Err(error)) => {
             metering.abandon();
             return Err(ProxyError::UpstreamUnreachable {
-                detail: format!("the response body broke off: {}", super::upstream::describe(&error)),
+                detail: format!(
+                    "the response body broke off: {}",
+                    super::upstream::describe(&error)
+                ),
             });
         }
         Err(_) => {
@@ -321,7 +401,9 @@ async fn complete(metering: Metering, upstream: reqwest::Response, operator_key:
 }
 
 fn metering_timeout(timeout: std::time::Duration) -> ProxyError {
-    ProxyError::UpstreamTimeout { seconds: timeout.as_secs() }
+    ProxyError::UpstreamTimeout {
+        seconds: timeout.as_secs(),
+    }
 }
 
 /// The usage of a complete response body: reported, or estimated when the body has none.
@@ -342,7 +424,11 @@ fn billed_usage(metering: &Metering, body: &[u8]) -> BilledUsage {
                 completion_tokens: completion,
                 ..Usage::default()
             };
-            tracing::warn!(prompt = usage.prompt_tokens, completion, "a 2xx response reported no usage; billing a tokenizer estimate");
+            tracing::warn!(
+                prompt = usage.prompt_tokens,
+                completion,
+                "a 2xx response reported no usage; billing a tokenizer estimate"
+            );
             (usage, UsageSource::Estimated)
         }
     };
@@ -370,7 +456,10 @@ fn collect_text(value: &serde_json::Value, out: &mut String) {
         serde_json::Value::Object(map) => {
             for (key, child) in map {
                 match (key.as_str(), child) {
-                    ("content" | "text" | "arguments" | "refusal", serde_json::Value::String(s)) => {
+                    (
+                        "content" | "text" | "arguments" | "refusal",
+                        serde_json::Value::String(s),
+                    ) => {
                         out.push_str(s);
                         out.push('\n');
                     }
@@ -387,7 +476,10 @@ pub fn add_receipt_headers(headers: &mut HeaderMap, receipt: &Receipt) {
     if let Ok(value) = HeaderValue::from_str(&receipt.amount.to_usd().to_string()) {
         headers.insert("x-tollgate-cost-usd", value);
     }
-    headers.insert("x-tollgate-charge", HeaderValue::from_static(receipt.status.as_str()));
+    headers.insert(
+        "x-tollgate-charge",
+        HeaderValue::from_static(receipt.status.as_str()),
+    );
 }
 
 pub fn log_receipt(receipt: &Receipt) {

@@ -80,19 +80,35 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    crate::telemetry::request::metered(Endpoint::ChatCompletions, metered::handle(state, Endpoint::ChatCompletions, request, Utc::now())).await
+    crate::telemetry::request::metered(
+        Endpoint::ChatCompletions,
+        metered::handle(state, Endpoint::ChatCompletions, request, Utc::now()),
+    )
+    .await
 }
 
 async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    crate::telemetry::request::metered(Endpoint::Completions, metered::handle(state, Endpoint::Completions, request, Utc::now())).await
+    crate::telemetry::request::metered(
+        Endpoint::Completions,
+        metered::handle(state, Endpoint::Completions, request, Utc::now()),
+    )
+    .await
 }
 
 async fn embeddings(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    crate::telemetry::request::metered(Endpoint::Embeddings, metered::handle(state, Endpoint::Embeddings, request, Utc::now())).await
+    crate::telemetry::request::metered(
+        Endpoint::Embeddings,
+        metered::handle(state, Endpoint::Embeddings, request, Utc::now()),
+    )
+    .await
 }
 
 async fn responses(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    crate::telemetry::request::metered(Endpoint::Responses, metered::handle(state, Endpoint::Responses, request, Utc::now())).await
+    crate::telemetry::request::metered(
+        Endpoint::Responses,
+        metered::handle(state, Endpoint::Responses, request, Utc::now()),
+    )
+    .await
 }
 
 /// Forwards a route listed in `pass_through_routes`. A POST to a metered endpoint spelled

@@ -17,13 +17,19 @@ use super::metered::build_response;
 
 /// Forwards a request that costs nothing (model listings).
 pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    crate::telemetry::count_request(crate::telemetry::Route::Models, respond(relay(state, request, false).await))
+    crate::telemetry::count_request(
+        crate::telemetry::Route::Models,
+        respond(relay(state, request, false).await),
+    )
 }
 
 /// Forwards a route the operator listed in `pass_through_routes`, and logs it: its usage, if
 /// any, is not billed.
 pub async fn forward_logged(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    crate::telemetry::count_request(crate::telemetry::Route::PassThrough, respond(relay(state, request, true).await))
+    crate::telemetry::count_request(
+        crate::telemetry::Route::PassThrough,
+        respond(relay(state, request, true).await),
+    )
 }
 
 fn respond(result: Result<Response, ProxyError>) -> Response {
@@ -48,9 +54,19 @@ async fn relay(state: Arc<AppState>, request: Request, log: bool) -> Result<Resp
             limit: config.max_body_bytes,
         })?
         .to_bytes();
-    let headers = upstream_request_headers(&parts.headers, &config.customer_header, config.upstream.api_key.as_ref());
-    let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
-    let upstream = state.upstream.send(parts.method, path, headers, body).await?;
+    let headers = upstream_request_headers(
+        &parts.headers,
+        &config.customer_header,
+        config.upstream.api_key.as_ref(),
+    );
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let upstream = state
+        .upstream
+        .send(parts.method, path, headers, body)
+        .await?;
 
     let status = upstream.status();
     let headers = client_response_headers(upstream.headers(), config.upstream.api_key.is_some());
@@ -60,7 +76,11 @@ async fn relay(state: Arc<AppState>, request: Request, log: bool) -> Result<Resp
 
 /// Logs an unmetered request with its customer: the key's, or the customer header's when it
 /// contains a valid customer id.
-fn log_unmetered(parts: &http::request::Parts, caller: &Caller, customer_header: &http::HeaderName) {
+fn log_unmetered(
+    parts: &http::request::Parts,
+    caller: &Caller,
+    customer_header: &http::HeaderName,
+) {
     let customer = match caller {
         Caller::KeyHolder { customer, .. } => Some(customer.clone()),
         Caller::Trusted => parts

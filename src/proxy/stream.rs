@@ -26,7 +26,12 @@ const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 const CLIENT_QUEUE: usize = 64;
 
 /// Starts relaying a 2xx streamed response and returns the client's response at once.
-pub fn relay(metering: Metering, upstream: reqwest::Response, client_wants_usage: bool, operator_key: bool) -> Response {
+pub fn relay(
+    metering: Metering,
+    upstream: reqwest::Response,
+    client_wants_usage: bool,
+    operator_key: bool,
+) -> Response {
     let status = upstream.status();
     let headers = client_response_headers(upstream.headers(), operator_key);
     let (sender, mut receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CLIENT_QUEUE);
@@ -37,7 +42,10 @@ pub fn relay(metering: Metering, upstream: reqwest::Response, client_wants_usage
     let relaying = Box::pin(run(metering, upstream, client_wants_usage, sender));
     biller.spawn_tracked(
         "stream-relay",
-        tracing::Instrument::instrument(crate::telemetry::request::stream(status.as_u16(), relaying), span),
+        tracing::Instrument::instrument(
+            crate::telemetry::request::stream(status.as_u16(), relaying),
+            span,
+        ),
     );
     let body = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
     build_response(status, headers, Body::from_stream(body))
@@ -78,7 +86,10 @@ async fn run(
     let (idle, drain) = (config.idle_timeout, config.drain_timeout);
     let mut deadline = Instant::now() + config.max_stream_duration;
 
-    let mut client = Client { sender, gone: false };
+    let mut client = Client {
+        sender,
+        gone: false,
+    };
     let mut framer = SseFramer::with_max_event_bytes(MAX_EVENT_BYTES);
     let mut meter = StreamMeter::new(metering.endpoint, client_wants_usage);
     let mut held: Vec<Bytes> = Vec::new();
@@ -103,7 +114,9 @@ async fn run(
         let chunk = match next {
             Err(_) => break End::Failed(timeout_reason(deadline, idle)),
             Ok(None) => break End::Complete,
-            Ok(Some(Err(error))) => break End::Failed(format!("upstream stream broke off: {error}")),
+            Ok(Some(Err(error))) => {
+                break End::Failed(format!("upstream stream broke off: {error}"));
+            }
             Ok(Some(Ok(chunk))) => chunk,
         };
         let mut framing_error = None;
@@ -133,7 +146,11 @@ async fn run(
 
 /// Runs the meter over complete events; returns the bytes to forward now and moves the
 /// terminator (and anything after it) to `held`.
-fn classify(meter: &mut StreamMeter, events: &mut Vec<Bytes>, held: &mut Vec<Bytes>) -> Option<Bytes> {
+fn classify(
+    meter: &mut StreamMeter,
+    events: &mut Vec<Bytes>,
+    held: &mut Vec<Bytes>,
+) -> Option<Bytes> {
     let mut forward: Option<BytesMut> = None;
     let mut single: Option<Bytes> = None;
     for event in events.drain(..) {
@@ -171,7 +188,13 @@ fn timeout_reason(deadline: Instant, idle: Duration) -> String {
 }
 
 /// Charges what the stream used, then sends the held terminator and closes the stream.
-async fn finish(metering: Metering, summary: StreamSummary, end: End, mut client: Client, held: Vec<Bytes>) {
+async fn finish(
+    metering: Metering,
+    summary: StreamSummary,
+    end: End,
+    mut client: Client,
+    held: Vec<Bytes>,
+) {
     crate::telemetry::request::upstream_finished();
     let disconnected = client.gone;
     let failed = matches!(end, End::Failed(_));
@@ -205,9 +228,17 @@ async fn finish(metering: Metering, summary: StreamSummary, end: End, mut client
 
 /// Decides what a stream is billed for. `None`: nothing was generated, or upstream failed
 /// before generating anything, so nothing is billed.
-fn billed_usage(metering: &Metering, summary: &StreamSummary, end: &End, disconnected: bool) -> Option<BilledUsage> {
+fn billed_usage(
+    metering: &Metering,
+    summary: &StreamSummary,
+    end: &End,
+    disconnected: bool,
+) -> Option<BilledUsage> {
     let stopped_early = matches!(end, End::Stopped);
-    let reported = summary.usage.clone().filter(|_| !stopped_early || summary.terminated);
+    let reported = summary
+        .usage
+        .clone()
+        .filter(|_| !stopped_early || summary.terminated);
     let (usage, source) = match reported {
         Some(usage) => (usage, UsageSource::Reported),
         // Upstream failed (`response.failed` or an error event) before generating anything

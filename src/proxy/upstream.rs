@@ -50,13 +50,15 @@ impl UpstreamClient {
             Ok(Ok(response)) => Ok(response),
             // A connection that could not be opened is a connection failure (502), also when
             // the connect timeout is what ended it.
-            Ok(Err(error)) if error.is_connect() && error.is_timeout() => Err(ProxyError::UpstreamUnreachable {
-                detail: format!(
-                    "no connection within the connect timeout of {} ms ({})",
-                    self.connect_timeout.as_millis(),
-                    describe(&error)
-                ),
-            }),
+            Ok(Err(error)) if error.is_connect() && error.is_timeout() => {
+                Err(ProxyError::UpstreamUnreachable {
+                    detail: format!(
+                        "no connection within the connect timeout of {} ms ({})",
+                        self.connect_timeout.as_millis(),
+                        describe(&error)
+                    ),
+                })
+            }
             Ok(Err(error)) if error.is_timeout() => Err(self.timeout_error()),
             Ok(Err(error)) => Err(ProxyError::UpstreamUnreachable {
                 detail: describe(&error),

@@ -14,7 +14,10 @@ pub struct Case {
 
 impl Case {
     pub fn load(name: &str) -> Case {
-        let path = format!("{}/tests/fixtures/cases/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/cases/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         Case {
             json: serde_json::from_str(&text).expect("case is JSON"),
@@ -26,7 +29,9 @@ impl Case {
     }
 
     pub fn upstream_status(&self) -> u16 {
-        self.json["upstream_status"].as_u64().map_or(200, |s| s as u16)
+        self.json["upstream_status"]
+            .as_u64()
+            .map_or(200, |s| s as u16)
     }
 
     pub fn upstream_json(&self) -> Value {
@@ -57,14 +62,18 @@ impl Case {
 
     pub fn expected_tokens(&self) -> i128 {
         let e = self.expected();
-        (e["prompt_tokens"].as_u64().unwrap_or(0) + e["completion_tokens"].as_u64().unwrap_or(0)) as i128
+        (e["prompt_tokens"].as_u64().unwrap_or(0) + e["completion_tokens"].as_u64().unwrap_or(0))
+            as i128
     }
 }
 
 /// Converts an exact decimal USD text to nano-dollars; panics if it is not whole nanos.
 pub fn usd_to_nanos(text: &str) -> i128 {
     let value = Decimal::from_str(text).expect("decimal") * Decimal::from(1_000_000_000u64);
-    assert!(value.fract().is_zero(), "{text} is not a whole number of nano-dollars");
+    assert!(
+        value.fract().is_zero(),
+        "{text} is not a whole number of nano-dollars"
+    );
     value.mantissa() / 10i128.pow(value.scale())
 }
 
@@ -97,10 +106,26 @@ pub fn charges_of(blnk: &FakeBlnk, request_id: &str) -> Vec<TxnView> {
 /// The single charge of a request; panics if there is more than one leg of a kind.
 pub fn charge_of(blnk: &FakeBlnk, request_id: &str) -> Charge {
     let legs = charges_of(blnk, request_id);
-    let usd: Vec<_> = legs.iter().filter(|t| t.currency == "USD").cloned().collect();
-    let tokens: Vec<_> = legs.iter().filter(|t| t.currency == "TOKENS").cloned().collect();
-    assert!(usd.len() <= 1, "request {request_id} has {} USD legs", usd.len());
-    assert!(tokens.len() <= 1, "request {request_id} has {} TOKENS legs", tokens.len());
+    let usd: Vec<_> = legs
+        .iter()
+        .filter(|t| t.currency == "USD")
+        .cloned()
+        .collect();
+    let tokens: Vec<_> = legs
+        .iter()
+        .filter(|t| t.currency == "TOKENS")
+        .cloned()
+        .collect();
+    assert!(
+        usd.len() <= 1,
+        "request {request_id} has {} USD legs",
+        usd.len()
+    );
+    assert!(
+        tokens.len() <= 1,
+        "request {request_id} has {} TOKENS legs",
+        tokens.len()
+    );
     Charge {
         usd: usd.into_iter().next(),
         tokens: tokens.into_iter().next(),
@@ -112,6 +137,11 @@ pub fn all_charge_legs(blnk: &FakeBlnk) -> Vec<TxnView> {
     blnk.transactions()
         .into_iter()
         .filter(|t| t.status == TxnStatus::Applied && t.reference.starts_with("tg:"))
-        .filter(|t| t.meta_data.get("tollgate_leg").and_then(Value::as_str).is_some_and(|l| l == "usd" || l == "tokens"))
+        .filter(|t| {
+            t.meta_data
+                .get("tollgate_leg")
+                .and_then(Value::as_str)
+                .is_some_and(|l| l == "usd" || l == "tokens")
+        })
         .collect()
 }

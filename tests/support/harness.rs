@@ -80,11 +80,10 @@ impl Harness {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        let server = tollgate::task::spawn_named("test-server", tollgate::server::run(
-            Arc::clone(&state),
-            listener,
-            shutdown.clone(),
-        ));
+        let server = tollgate::task::spawn_named(
+            "test-server",
+            tollgate::server::run(Arc::clone(&state), listener, shutdown.clone()),
+        );
         Harness {
             url,
             blnk,

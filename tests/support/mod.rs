@@ -3,6 +3,6 @@
 #![allow(dead_code)]
 
 pub mod blnk;
-pub mod harness;
 pub mod cases;
+pub mod harness;
 pub mod stream_server;

@@ -70,11 +70,18 @@ impl StreamServer {
     }
 
     pub fn bodies(&self) -> Vec<Vec<u8>> {
-        self.seen.lock().expect("stream server state").bodies.clone()
+        self.seen
+            .lock()
+            .expect("stream server state")
+            .bodies
+            .clone()
     }
 
     pub fn pieces_written(&self) -> usize {
-        self.seen.lock().expect("stream server state").pieces_written
+        self.seen
+            .lock()
+            .expect("stream server state")
+            .pieces_written
     }
 }
 

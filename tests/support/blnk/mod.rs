@@ -101,7 +101,10 @@ impl FakeBlnk {
     }
 
     /// Starts a server on `address`, requiring `key` when one is given.
-    pub async fn try_start_on(address: SocketAddr, key: Option<String>) -> std::io::Result<FakeBlnk> {
+    pub async fn try_start_on(
+        address: SocketAddr,
+        key: Option<String>,
+    ) -> std::io::Result<FakeBlnk> {
         let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let shared = Arc::new(Shared::new(key));
