@@ -308,7 +308,7 @@ impl Operations {
         }
     }
 
-    /// Finds a customer's account, or says how to create it.
+    /// Finds a customer's account; the error for an unknown customer explains how to create it.
     pub async fn account(&self, customer: &CustomerId) -> Result<Account, OperationError> {
         let balances = self.balances_of(customer).await?;
         Account::from_balances(customer, &balances)?

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::ids::InvalidCustomerId;
 use crate::money::Usd;
 
-/// Why tollgate answered a request itself instead of relaying upstream's answer.
+/// Why tollgate returned its own response instead of relaying upstream's.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     // The client did not authenticate. Neither message contains the presented key.
@@ -82,7 +82,7 @@ pub enum ProxyError {
     #[error("customer {customer:?} has a misconfigured ledger account: {detail}")]
     AccountMisconfigured { customer: String, detail: String },
 
-    // Upstream failed before answering.
+    // Upstream failed before it responded.
     #[error("could not reach the upstream API: {detail}; nothing was billed")]
     UpstreamUnreachable { detail: String },
     #[error("the upstream API did not answer within {seconds} s; nothing was billed")]

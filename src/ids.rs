@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-/// Longest customer id accepted, in bytes.
+/// Maximum length of a customer id, in bytes.
 pub const CUSTOMER_ID_MAX_LEN: usize = 128;
 
 /// A customer id matching `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`, the same rule for the

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::ledger::{NewBulk, NewTransaction};
 use crate::money::{Nanos, TOKENS_PRECISION, USD_PRECISION};
 
-/// Names of the system balances that charges, holds and top-ups move money to and from.
+/// Names of the system balances that charges, hold transactions and top-ups move money to and from.
 #[derive(Clone, Debug)]
 pub struct SystemBalances {
     pub revenue: String,

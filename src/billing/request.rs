@@ -27,7 +27,7 @@ pub struct RequestFacts {
     /// Number of choices generated (`n`, or `best_of` for legacy completions when larger).
     pub choices: u64,
     pub service_tier: Option<String>,
-    /// The request sends or asks for audio.
+    /// The request sends audio or requests audio output.
     pub audio: bool,
     /// Images (and other inline files) and audio clips sent as base64 data.
     pub inline_images: u64,

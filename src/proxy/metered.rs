@@ -30,7 +30,7 @@ use super::stream;
 
 pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
-/// Serves one metered request and always answers, with upstream's response or tollgate's error.
+/// Serves one metered request and always returns a response: upstream's, or tollgate's error.
 pub async fn handle(
     state: Arc<AppState>,
     endpoint: Endpoint,
@@ -207,7 +207,7 @@ async fn exchange(metering: Metering, call: UpstreamCall) -> Result<Response, Pr
         metering.abandon();
         return relay_unbilled(upstream, operator_key).await;
     }
-    // An upstream that answers a stream request with a whole JSON body is metered as one.
+    // An upstream that returns a whole JSON body to a stream request is metered as one.
     if call.stream && is_event_stream(upstream.headers()) {
         return Ok(stream::relay(
             metering,
@@ -314,7 +314,7 @@ async fn reserve(
         Err(HoldError::Refused) => {
             let available = available_funds(state, &metering.account).await;
             let limit = (!limit.is_zero()).then_some(limit);
-            tracing::info!(quote = %quote, "hold refused: insufficient funds");
+            tracing::info!(quote = %quote, "hold rejected: insufficient funds");
             Err(ProxyError::insufficient_funds(
                 metering.account.customer.as_str(),
                 available,

@@ -217,7 +217,7 @@ async fn finish(
         client.send(event).await;
     }
     if failed && !summary.terminated {
-        // Both official SDKs raise on an error event, which tells the caller the answer is cut.
+        // Both official SDKs raise an exception on an error event, so the caller learns the response is incomplete.
         let event = Bytes::from_static(
             b"data: {\"error\":{\"message\":\"the upstream stream ended before completion\",\"type\":\"upstream_error\",\"param\":null,\"code\":\"upstream_stream_interrupted\"}}\n\n",
         );
