@@ -1,0 +1,409 @@
+//! The bench rig: the stubs in this process, the hop and tollgate in child processes, the
+//! arms that route load through them, and the comparison of arms in interleaved rounds.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, header};
+
+use crate::BenchError;
+use crate::ledger::{Counters, LedgerStub};
+use crate::load::{self, Client, Outcome, Plan, Template};
+use crate::procs::{Child, CpuTime};
+use crate::stats::{Percentiles, percentiles};
+use crate::upstream::{self, CHUNKS_HEADER, INTERVAL_HEADER, LATENCY_HEADER};
+
+/// Requests open at once before the generator reports overload. tollgate accepts 4096
+/// connections by default.
+pub const MAX_IN_FLIGHT: usize = 4000;
+
+pub const PREPAID_CUSTOMER: &str = "bench-prepaid";
+pub const POSTPAID_CUSTOMER: &str = "bench-postpaid";
+
+/// The route one arm sends its load along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arm {
+    /// Straight to the mock upstream.
+    Direct,
+    /// Through the bare hyper hop.
+    Hop,
+    /// Through tollgate, for a prepaid (hold and charge) or postpaid (charge only) customer,
+    /// with the ledger stub at zero latency or at Blnk-like latency.
+    Tollgate { prepaid: bool, blnk_like: bool },
+}
+
+/// The shape of the upstream's response in one phase.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub latency: Duration,
+    /// `Some` for a stream: content chunks and the delay between them.
+    pub stream: Option<(u32, Duration)>,
+}
+
+/// The running rig.
+pub struct Rig {
+    pub client: Client,
+    pub upstream: SocketAddr,
+    pub ledger: LedgerStub,
+    pub hop: Child,
+    pub tollgate: Child,
+    pub dir: tempfile::TempDir,
+}
+
+/// One arm's measurements in one round.
+#[derive(Clone, Debug, Default)]
+pub struct Round {
+    pub latency: Percentiles,
+    pub ttfb: Percentiles,
+    pub transit: Percentiles,
+    pub ok: u64,
+    pub scheduled: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub achieved_rate: f64,
+    /// CPU time of the process under test (tollgate or the hop) during the round.
+    pub cpu: CpuTime,
+    pub ledger: Counters,
+}
+
+/// One arm's rounds of a comparison.
+#[derive(Clone, Debug)]
+pub struct ArmRounds {
+    pub arm: Arm,
+    pub rounds: Vec<Round>,
+}
+
+impl Arm {
+    pub const LATENCY_ARMS: [Arm; 6] = [
+        Arm::Direct,
+        Arm::Hop,
+        Arm::Tollgate {
+            prepaid: false,
+            blnk_like: false,
+        },
+        Arm::Tollgate {
+            prepaid: true,
+            blnk_like: false,
+        },
+        Arm::Tollgate {
+            prepaid: false,
+            blnk_like: true,
+        },
+        Arm::Tollgate {
+            prepaid: true,
+            blnk_like: true,
+        },
+    ];
+
+    pub const POSTPAID: Arm = Arm::Tollgate {
+        prepaid: false,
+        blnk_like: false,
+    };
+    pub const PREPAID: Arm = Arm::Tollgate {
+        prepaid: true,
+        blnk_like: false,
+    };
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Arm::Direct => "direct",
+            Arm::Hop => "bare hop",
+            Arm::Tollgate {
+                prepaid: false,
+                blnk_like: false,
+            } => "tollgate postpaid, ledger 0 ms",
+            Arm::Tollgate {
+                prepaid: true,
+                blnk_like: false,
+            } => "tollgate prepaid, ledger 0 ms",
+            Arm::Tollgate {
+                prepaid: false,
+                blnk_like: true,
+            } => "tollgate postpaid, Blnk-like ledger",
+            Arm::Tollgate {
+                prepaid: true,
+                blnk_like: true,
+            } => "tollgate prepaid, Blnk-like ledger",
+        }
+    }
+}
+
+impl Rig {
+    /// Starts the stubs, the hop and tollgate; tollgate under callgrind when `profile_dir`
+    /// is given, with instrumentation off until the profile scenario turns it on.
+    pub async fn start(profile_dir: Option<&Path>) -> Result<Rig, BenchError> {
+        let dir = tempfile::tempdir()
+            .map_err(|source| BenchError::io("creating a temporary directory", source))?;
+        let upstream = upstream::start()
+            .await
+            .map_err(|source| BenchError::io("starting the mock upstream", source))?;
+        let ledger = LedgerStub::start()
+            .await
+            .map_err(|source| BenchError::io("starting the ledger stub", source))?;
+
+        let hop_log = dir.path().join("hop.log");
+        let upstream_arg = upstream.to_string();
+        let hop = tokio::task::spawn_blocking(move || {
+            Child::spawn(
+                "hop",
+                &[],
+                &["serve-hop", "--upstream", &upstream_arg],
+                &[],
+                &hop_log,
+            )
+        })
+        .await
+        .map_err(|error| BenchError::Child {
+            name: "hop",
+            detail: error.to_string(),
+        })??;
+
+        let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
+        let env = vec![
+            ("TOLLGATE_LISTEN", "127.0.0.1:0".to_string()),
+            ("TOLLGATE_UPSTREAM_URL", format!("http://{upstream}")),
+            ("OPENAI_API_KEY", "sk-bench-operator".to_string()),
+            ("BLNK_URL", format!("http://{}", ledger.addr)),
+            (
+                "TOLLGATE_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
+            ("TOLLGATE_PRICING", pricing.display().to_string()),
+            ("TOLLGATE_PRICING_WATCH", "false".to_string()),
+        ];
+        let tollgate_log = dir.path().join("tollgate.log");
+        let wrapper: Vec<String> = match profile_dir {
+            Some(profile_dir) => vec![
+                "valgrind".into(),
+                "--tool=callgrind".into(),
+                "--instr-atstart=no".into(),
+                format!(
+                    "--callgrind-out-file={}",
+                    profile_dir.join("callgrind.out").display()
+                ),
+            ],
+            None => Vec::new(),
+        };
+        let tollgate = tokio::task::spawn_blocking(move || {
+            Child::spawn(
+                "tollgate",
+                &wrapper,
+                &["serve-tollgate"],
+                &env,
+                &tollgate_log,
+            )
+        })
+        .await
+        .map_err(|error| BenchError::Child {
+            name: "tollgate",
+            detail: error.to_string(),
+        })??;
+
+        Ok(Rig {
+            client: Client::new(),
+            upstream,
+            ledger,
+            hop,
+            tollgate,
+            dir,
+        })
+    }
+
+    /// Stops the child processes.
+    pub fn stop(self) {
+        self.hop.stop();
+        self.tollgate.stop();
+    }
+
+    pub fn base(&self, arm: Arm) -> String {
+        let addr = match arm {
+            Arm::Direct => self.upstream,
+            Arm::Hop => self.hop.addr,
+            Arm::Tollgate { .. } => self.tollgate.addr,
+        };
+        format!("http://{addr}")
+    }
+
+    fn process_cpu(&self, arm: Arm) -> CpuTime {
+        match arm {
+            Arm::Direct => CpuTime::default(),
+            Arm::Hop => self.hop.cpu_time(),
+            Arm::Tollgate { .. } => self.tollgate.cpu_time(),
+        }
+    }
+
+    /// Runs one phase of `arm` and summarises it.
+    pub async fn phase(
+        &self,
+        arm: Arm,
+        template: &Arc<Template>,
+        rate: u32,
+        duration: Duration,
+    ) -> Round {
+        self.ledger.set_blnk_like(matches!(
+            arm,
+            Arm::Tollgate {
+                blnk_like: true,
+                ..
+            }
+        ));
+        let plan = Plan {
+            base: self.base(arm),
+            template: Arc::clone(template),
+            rate,
+            duration,
+            max_in_flight: MAX_IN_FLIGHT,
+        };
+        let cpu_before = self.process_cpu(arm);
+        let ledger_before = self.ledger.counters();
+        let outcome = load::run(&self.client, &plan).await;
+        let cpu = self.process_cpu(arm).since(cpu_before);
+        let ledger = self.ledger.counters().since(&ledger_before);
+        summarise(outcome, cpu, ledger)
+    }
+
+    /// Runs every arm `rounds` times, interleaved, after one warm-up phase per arm. The arm
+    /// order rotates each round so that no arm always runs first.
+    pub async fn compare(
+        &self,
+        arms: &[Arm],
+        request: &Request,
+        rate: u32,
+        per_round: Duration,
+        rounds: usize,
+    ) -> Vec<ArmRounds> {
+        let templates: Vec<Arc<Template>> = arms
+            .iter()
+            .map(|&arm| Arc::new(template(arm, request)))
+            .collect();
+        let warm_up = per_round
+            .min(Duration::from_millis(500))
+            .max(Duration::from_millis(100));
+        for (index, &arm) in arms.iter().enumerate() {
+            self.phase(arm, &templates[index], rate.min(1000), warm_up)
+                .await;
+        }
+        let mut results: Vec<ArmRounds> = arms
+            .iter()
+            .map(|&arm| ArmRounds {
+                arm,
+                rounds: Vec::new(),
+            })
+            .collect();
+        for round in 0..rounds {
+            for offset in 0..arms.len() {
+                let index = (round + offset) % arms.len();
+                let measured = self
+                    .phase(arms[index], &templates[index], rate, per_round)
+                    .await;
+                results[index].rounds.push(measured);
+            }
+        }
+        results
+    }
+}
+
+/// The request a phase sends: the body and the shape of the upstream's response.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub body: Bytes,
+    pub shape: Shape,
+}
+
+impl Request {
+    /// Builds a short chat request, as most SDK calls are.
+    pub fn chat(shape: Shape) -> Request {
+        let stream = if shape.stream.is_some() {
+            r#","stream":true"#
+        } else {
+            ""
+        };
+        let body = format!(
+            r#"{{"model":"gpt-4o-mini","max_tokens":64{stream},"messages":[{{"role":"system","content":"You are a concise assistant."}},{{"role":"user","content":"Explain double-entry bookkeeping in one sentence."}}]}}"#
+        );
+        Request {
+            body: Bytes::from(body),
+            shape,
+        }
+    }
+
+    /// Builds a chat request whose user message pads the body to `size` bytes with plain text.
+    pub fn chat_of_size(size: usize, shape: Shape) -> Request {
+        let head =
+            r#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":""#;
+        let tail = r#""}]}"#;
+        let filler_len = size.saturating_sub(head.len() + tail.len());
+        let words = "the ledger records every debit with a matching credit ";
+        let filler: String = words.chars().cycle().take(filler_len).collect();
+        Request {
+            body: Bytes::from(format!("{head}{filler}{tail}")),
+            shape,
+        }
+    }
+}
+
+/// Builds the request template of `arm`. The customer header picks the billing, and only tollgate
+/// arms expect a recorded charge.
+pub fn template(arm: Arm, request: &Request) -> Template {
+    let customer = match arm {
+        Arm::Tollgate { prepaid: true, .. } => PREPAID_CUSTOMER,
+        _ => POSTPAID_CUSTOMER,
+    };
+    let mut headers = vec![
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-bench-client"),
+        ),
+        (
+            HeaderName::from_static("x-customer-id"),
+            HeaderValue::from_static(customer),
+        ),
+        (
+            HeaderName::from_static(LATENCY_HEADER),
+            number(request.shape.latency.as_micros()),
+        ),
+    ];
+    if let Some((chunks, interval)) = request.shape.stream {
+        headers.push((
+            HeaderName::from_static(CHUNKS_HEADER),
+            number(u128::from(chunks)),
+        ));
+        headers.push((
+            HeaderName::from_static(INTERVAL_HEADER),
+            number(interval.as_micros()),
+        ));
+    }
+    Template {
+        path: "/v1/chat/completions",
+        headers,
+        body: request.body.clone(),
+        expect_charge: matches!(arm, Arm::Tollgate { .. }),
+        stream: request.shape.stream.is_some(),
+    }
+}
+
+fn number(value: u128) -> HeaderValue {
+    HeaderValue::from(u64::try_from(value).unwrap_or(u64::MAX))
+}
+
+fn summarise(mut outcome: Outcome, cpu: CpuTime, ledger: Counters) -> Round {
+    Round {
+        latency: percentiles(&mut outcome.latency_ns),
+        ttfb: percentiles(&mut outcome.ttfb_ns),
+        transit: percentiles(&mut outcome.transit_ns),
+        ok: outcome.ok,
+        scheduled: outcome.scheduled,
+        errors: outcome.errors,
+        achieved_rate: outcome.achieved_rate(),
+        first_error: outcome.first_error,
+        cpu,
+        ledger,
+    }
+}
