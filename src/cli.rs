@@ -264,6 +264,11 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let admin = crate::server::bind(admin_listen)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
+    // Loading the tokenizer tables takes a noticeable moment; doing it now keeps that delay
+    // off the first request that needs an estimate.
+    drop(tokio::task::spawn_blocking(
+        crate::usage::preload_tokenizers,
+    ));
     let shutdown = CancellationToken::new();
     crate::task::spawn_named("signals", crate::server::watch_signals(shutdown.clone()));
     crate::server::run_with_admin(state, listener, Some(admin), shutdown)

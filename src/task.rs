@@ -5,7 +5,8 @@ use std::future::Future;
 
 use tokio::task::JoinHandle;
 
-/// Spawns `future` on the current runtime under `name`.
+/// Spawns `future` on the current runtime under `name`. The future is boxed first, so a
+/// large state machine is moved as a pointer rather than copied into the task.
 #[allow(clippy::disallowed_methods)]
 pub fn spawn_named<F>(name: &'static str, future: F) -> JoinHandle<F::Output>
 where
@@ -13,5 +14,5 @@ where
     F::Output: Send + 'static,
 {
     use tracing::Instrument;
-    tokio::spawn(future.instrument(tracing::debug_span!("task", name)))
+    tokio::spawn(Box::pin(future).instrument(tracing::debug_span!("task", name)))
 }

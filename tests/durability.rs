@@ -517,6 +517,8 @@ async fn compensated_attempt_posts_r2_after_refund() {
     assert_eq!(report.applied, 1, "the refund applies");
     assert!(outbox.retry(id).await.unwrap());
     worker::run_once(&direct.biller, settings).await;
+    // The entry is marked done in the background once the charge stands.
+    direct.biller.wait_idle().await;
     let done = outbox.get(id).await.unwrap().unwrap();
     assert_eq!(done.state, EntryState::Done);
     assert_eq!(done.payload["attempt"], 2);

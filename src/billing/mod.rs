@@ -221,7 +221,12 @@ impl Biller {
                 Ok(settled) => {
                     tracing::debug!(request_id = %record.request_id, attempt = record.attempt, ?settled, "charge recorded");
                     if let Some(id) = outbox_id {
-                        self.finish_entry(id).await;
+                        // The charge stands in Blnk; marking its entry done need not delay the
+                        // response. A crash before the mark only makes the worker verify it.
+                        let biller = self.clone();
+                        self.spawn_tracked("outbox-mark-done", async move {
+                            biller.finish_entry(id).await;
+                        });
                     }
                     return Settlement::Recorded;
                 }
