@@ -176,6 +176,13 @@ impl NewTerms {
 
 fn billing_of(postpaid: bool, credit_limit: Option<&str>) -> Result<Billing, CliError> {
     if !postpaid {
+        if credit_limit.is_some() {
+            return Err(CliError::Usage(
+                "--credit-limit applies only to postpaid customers; add --postpaid, or drop \
+                 --credit-limit for a prepaid customer"
+                    .to_string(),
+            ));
+        }
         return Ok(Billing::Prepaid);
     }
     let credit_limit = match credit_limit {

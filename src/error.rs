@@ -33,6 +33,11 @@ pub enum ProxyError {
         header: String,
         source: InvalidCustomerId,
     },
+    #[error(
+        "invalid customer id: the {header} header appears more than once, so the paying \
+         customer is ambiguous; send it exactly once"
+    )]
+    RepeatedCustomerId { header: String },
     #[error("invalid JSON in the request body: {detail}")]
     InvalidJson { detail: String },
     #[error(
@@ -75,8 +80,9 @@ pub enum ProxyError {
     InsufficientFunds { message: String },
 
     // The ledger failed.
+    // The detail (which names the ledger's internal address) is logged, not sent to clients.
     #[error(
-        "the ledger (Blnk) is unavailable, so this request cannot be reserved or billed; retry later ({detail})"
+        "the billing ledger is unavailable, so this request cannot be reserved or billed; retry later"
     )]
     LedgerUnavailable { detail: String },
     #[error("customer {customer:?} has a misconfigured ledger account: {detail}")]
@@ -114,7 +120,7 @@ impl ProxyError {
                 "invalid_request_error",
                 "missing_customer_id",
             ),
-            InvalidCustomerId { .. } => (
+            InvalidCustomerId { .. } | RepeatedCustomerId { .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_customer_id",
@@ -225,7 +231,7 @@ impl ProxyError {
             message: format!(
                 "insufficient funds: customer {customer:?} has {available} available in its USD wallet{terms}, \
                  but this request may cost up to ${quote}; top up the wallet \
-                 (`tollgate topup {customer} <USD>`) or lower max_tokens"
+                 (`tollgate topup {customer} <USD>`) or set a lower max_tokens"
             ),
         }
     }

@@ -135,6 +135,31 @@ impl fmt::Display for Nanos {
     }
 }
 
+/// Serde format for [`Nanos`] as a decimal string, for JSON stores whose integers stop at
+/// 64 bits (serde_json's `Value`). Reading also accepts a plain JSON integer.
+pub mod nanos_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Nanos;
+
+    pub fn serialize<S: Serializer>(value: &Nanos, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&value.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Nanos, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Text(String),
+            Integer(i64),
+        }
+        match Text::deserialize(deserializer)? {
+            Text::Text(text) => text.parse().map(Nanos).map_err(serde::de::Error::custom),
+            Text::Integer(value) => Ok(Nanos(i128::from(value))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +185,23 @@ mod tests {
     fn nanos_back_to_usd_is_exact() {
         assert_eq!(Nanos(1650).to_usd(), Usd::new(dec!(0.00000165)));
         assert_eq!(Nanos(-10_002_468_000).to_usd().to_string(), "-10.002468");
+    }
+
+    #[test]
+    fn nanos_text_round_trips_beyond_64_bits() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Holder {
+            #[serde(with = "nanos_text")]
+            amount: Nanos,
+        }
+        let big = Holder {
+            amount: Nanos(i128::from(u64::MAX) * 3),
+        };
+        let value = serde_json::to_value(&big).unwrap();
+        assert_eq!(value["amount"], "55340232221128654845");
+        assert_eq!(serde_json::from_value::<Holder>(value).unwrap(), big);
+        let plain: Holder = serde_json::from_str(r#"{"amount":1650}"#).unwrap();
+        assert_eq!(plain.amount, Nanos(1650));
     }
 
     #[test]

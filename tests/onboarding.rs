@@ -189,7 +189,20 @@ async fn cli_onboards_and_tops_up() {
 async fn cli_errors_say_what_to_do() {
     let blnk = FakeBlnk::start().await;
     let url = blnk.url();
-    let cases: [(&str, &[&str], i32, &str); 4] = [
+    let cases: [(&str, &[&str], i32, &str); 5] = [
+        (
+            url.as_str(),
+            &[
+                "customer",
+                "create",
+                "x",
+                "--prepaid",
+                "--credit-limit",
+                "5",
+            ],
+            2,
+            "--credit-limit applies only to postpaid",
+        ),
         (
             url.as_str(),
             &["topup", "nobody", "5"],

@@ -808,3 +808,52 @@ async fn wait_until(mut condition: impl FnMut() -> bool) {
     }
     assert!(condition(), "condition not reached within 2 s");
 }
+
+#[tokio::test]
+async fn repeated_customer_header_is_rejected() {
+    let harness = Harness::start().await;
+    harness.postpaid("bigco").await;
+    harness.postpaid("acme").await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
+    let response = harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "bigco")
+        .header("X-Customer-Id", "acme")
+        .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_customer_id");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than once")
+    );
+}
+
+#[tokio::test]
+async fn absurd_quote_is_rejected_as_bad_input() {
+    let harness = Harness::start().await;
+    harness.prepaid("acme", "10").await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&harness.upstream)
+        .await;
+    let body =
+        json!({"model": "gpt-4o-mini", "messages": [], "max_tokens": 100_000_000_000_000_000u64});
+    let response = post_chat(&harness, "acme", &body).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "unsupported_request");
+    assert_eq!(error["error"]["param"], "max_tokens");
+    assert!(all_charge_legs(&harness.blnk).is_empty());
+}

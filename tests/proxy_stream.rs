@@ -495,3 +495,29 @@ async fn json_answer_to_stream_is_billed() {
         case.expected_nanos()
     );
 }
+
+#[tokio::test]
+async fn stream_ending_without_terminator_gets_error_event() {
+    let case = Case::load("13-client-disconnects-mid-stream");
+    // Five content events, then a clean end of body: no usage chunk and no [DONE].
+    let pieces = case.upstream_writes()[..5].to_vec();
+    let (harness, _server) = start(
+        Script::sse(pieces, Pace::Every(Duration::from_millis(2))),
+        vec![],
+    )
+    .await;
+    harness.postpaid("c1").await;
+    let response = post_stream(&harness, "c1", &case.request_body()).await;
+    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+    let text = read_all(response).await;
+    assert!(
+        text.ends_with("\"code\":\"upstream_stream_interrupted\"}}\n\n"),
+        "{text}"
+    );
+    let charge = charge_of(&harness.blnk, &id);
+    assert_eq!(
+        charge.usd.as_ref().unwrap().meta_data["usage_source"],
+        "estimated"
+    );
+    assert!(charge.usd_nanos() > 0);
+}

@@ -33,7 +33,9 @@ pub struct ChargeRecord {
     pub customer_id: String,
     pub usd_balance_id: String,
     pub tokens_balance_id: String,
-    /// The USD amount in nano-dollars, rounded once.
+    /// The USD amount in nano-dollars, rounded once. Stored as text so an amount beyond
+    /// 64 bits still fits the outbox's JSON payload.
+    #[serde(with = "crate::money::nanos_text")]
     pub amount: Nanos,
     /// Prompt plus completion tokens.
     pub tokens: u64,

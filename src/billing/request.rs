@@ -14,6 +14,10 @@ use crate::usage::Endpoint;
 /// by a per-item bound (an image or an audio clip costs far fewer tokens than its bytes).
 const INLINE_DATA_MIN_BYTES: usize = 256;
 
+/// Longest model name accepted, in bytes; OpenAI's model ids, fine-tuned ones included, are far
+/// shorter.
+const MAX_MODEL_NAME_BYTES: usize = 256;
+
 /// Facts about one request body, read from a parsed copy; the body itself is forwarded as is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestFacts {
@@ -67,6 +71,19 @@ struct StreamOptions {
 impl RequestFacts {
     /// Reads the facts tollgate needs from `body`. Rejects what cannot be metered.
     pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, ProxyError> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            let hint = match first {
+                Some(0xEF) => "; remove the UTF-8 byte order mark",
+                Some(0x1F) => "; send the body uncompressed",
+                _ => "",
+            };
+            return Err(ProxyError::InvalidJson {
+                detail: format!(
+                    "the body must be a JSON object such as {{\"model\": \"gpt-4o-mini\", ...}}{hint}"
+                ),
+            });
+        }
         let raw: RawRequest<'_> =
             serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
                 detail: format!(
@@ -77,6 +94,17 @@ impl RequestFacts {
             Some(model) if !model.trim().is_empty() => model.into_owned(),
             _ => return Err(ProxyError::MissingModel),
         };
+        // A model name is echoed in errors and logs, so an absurd one is rejected early.
+        if model.len() > MAX_MODEL_NAME_BYTES {
+            return Err(ProxyError::Unsupported {
+                message: format!(
+                    "invalid model: the name is {} bytes long; model names have at most \
+                     {MAX_MODEL_NAME_BYTES} bytes",
+                    model.len()
+                ),
+                param: Some("model"),
+            });
+        }
         if raw.background == Some(true) {
             return Err(ProxyError::Unsupported {
                 message:
@@ -322,7 +350,22 @@ mod tests {
         let empty_model = RequestFacts::parse(Endpoint::ChatCompletions, br#"{"model":" "}"#);
         assert!(matches!(empty_model, Err(ProxyError::MissingModel)));
         let array = RequestFacts::parse(Endpoint::ChatCompletions, b"[1]");
-        assert!(matches!(array, Err(ProxyError::InvalidJson { .. })));
+        assert!(
+            matches!(&array, Err(ProxyError::InvalidJson { detail }) if detail.contains("must be a JSON object"))
+        );
+        let bom = RequestFacts::parse(Endpoint::ChatCompletions, b"\xEF\xBB\xBF{}");
+        assert!(
+            matches!(&bom, Err(ProxyError::InvalidJson { detail }) if detail.contains("byte order mark"))
+        );
+        let long = format!(r#"{{"model":"{}"}}"#, "m".repeat(300));
+        let long = RequestFacts::parse(Endpoint::ChatCompletions, long.as_bytes());
+        assert!(matches!(
+            long,
+            Err(ProxyError::Unsupported {
+                param: Some("model"),
+                ..
+            })
+        ));
         let background =
             RequestFacts::parse(Endpoint::Responses, br#"{"model":"m","background":true}"#);
         assert!(matches!(background, Err(ProxyError::Unsupported { .. })));

@@ -21,6 +21,7 @@ use crate::error::ProxyError;
 use crate::ids::{CustomerId, RequestId};
 use crate::limits::check_json_depth;
 use crate::money::Usd;
+use crate::pricing::QuoteError;
 use crate::usage::{Endpoint, Usage, UsageSource, count_text_tokens, read_response};
 
 use super::AppState;
@@ -227,6 +228,12 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 }
 
 fn customer_id(headers: &HeaderMap, name: &http::HeaderName) -> Result<CustomerId, ProxyError> {
+    // Two values could name two customers; billing either would be a guess.
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(ProxyError::RepeatedCustomerId {
+            header: name.to_string(),
+        });
+    }
     let value = headers
         .get(name)
         .ok_or_else(|| ProxyError::MissingCustomerId {
@@ -293,11 +300,35 @@ async fn reserve(
     let prompt_bound = facts.prompt_bound(pricing.image_token_bound, pricing.audio_token_bound);
     let quote = metering
         .price
-        .quote(prompt_bound, facts.max_output_tokens, facts.choices, facts.service_tier.as_deref(), facts.audio)
+        .quote(
+            prompt_bound,
+            facts.max_output_tokens,
+            facts.choices,
+            facts.service_tier.as_deref(),
+            facts.audio,
+        )
         .map_err(|error| ProxyError::Unsupported {
-            message: format!("{error}; set max_tokens (or max_output_tokens) in the request so its cost can be reserved"),
+            message: match error {
+                QuoteError::NoOutputLimit { model } => format!(
+                    "the cost of this request cannot be reserved: it sets no output limit and \
+                     model {model:?} has none in the price file; set max_tokens (or \
+                     max_output_tokens for the Responses API)"
+                ),
+                too_large @ QuoteError::TooLarge { .. } => too_large.to_string(),
+            },
             param: Some("max_tokens"),
         })?;
+    // Blnk stores amounts in 64-bit integers in practice; a worst case beyond that (about
+    // $9.2 billion) is no real request.
+    if crate::billing::hold_amount(quote).0 > i128::from(i64::MAX) {
+        return Err(ProxyError::Unsupported {
+            message: format!(
+                "the worst-case cost of this request (${quote}) is too large to reserve; lower \
+                 max_tokens or n"
+            ),
+            param: Some("max_tokens"),
+        });
+    }
     metering.quote = Some(quote);
 
     let request_id = metering.request_id.to_string();

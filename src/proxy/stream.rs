@@ -183,7 +183,7 @@ fn timeout_reason(deadline: Instant, idle: Duration) -> String {
     if Instant::now() >= deadline {
         "the stream exceeded its maximum duration".to_string()
     } else {
-        format!("upstream sent nothing for {} s", idle.as_secs())
+        format!("upstream sent nothing for {} ms", idle.as_millis())
     }
 }
 
@@ -216,8 +216,11 @@ async fn finish(
     for event in held {
         client.send(event).await;
     }
-    if failed && !summary.terminated {
-        // Both official SDKs raise an exception on an error event, so the caller learns the response is incomplete.
+    // A stream that ended without its terminator was cut: after a failure, or at a plain end
+    // of body that brought no usage either. Both official SDKs raise an exception on an error
+    // event, so the caller learns the response is incomplete.
+    let cut = !summary.terminated && (failed || (summary.usage.is_none() && summary.saw_content));
+    if cut {
         let event = Bytes::from_static(
             b"data: {\"error\":{\"message\":\"the upstream stream ended before completion\",\"type\":\"upstream_error\",\"param\":null,\"code\":\"upstream_stream_interrupted\"}}\n\n",
         );
