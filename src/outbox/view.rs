@@ -225,8 +225,8 @@ impl<'a> Row<'a> {
             EntryKind::Charge => entry
                 .payload
                 .get("amount")
-                .and_then(|amount| serde_json::from_value::<Nanos>(amount.clone()).ok())
-                .map(|amount| amount.to_usd().to_string()),
+                .and_then(|amount| crate::money::nanos_text::deserialize(amount).ok())
+                .map(|amount: Nanos| amount.to_usd().to_string()),
             EntryKind::VoidHold => None,
         };
         Row {
@@ -358,7 +358,7 @@ mod tests {
     fn charge_row_shows_customer_and_amount() {
         let charge = entry(
             EntryKind::Charge,
-            serde_json::json!({"customer_id": "acme", "amount": 195000}),
+            serde_json::json!({"customer_id": "acme", "amount": "195000"}),
         );
         let row = Row::new(&charge);
         assert_eq!(row.customer_id, Some("acme"));
