@@ -363,9 +363,9 @@ async fn customer(config: &Config, command: CustomerCommand, json: bool) -> Resu
                 "  billing         {}",
                 describe_terms(&view.billing, view.credit_limit_usd.as_deref())
             );
-            println!("  balance         ${}", view.balance_usd);
-            println!("  held            ${}", view.held_usd);
-            println!("  available       ${}", view.available_usd);
+            println!("  balance         {}", dollars(&view.balance_usd));
+            println!("  held            {}", dollars(&view.held_usd));
+            println!("  available       {}", dollars(&view.available_usd));
             println!("  tokens used     {}", view.tokens_used);
             println!("  USD wallet      {}", view.usd_balance_id);
             println!("  TOKENS balance  {}", view.tokens_balance_id);
@@ -378,6 +378,14 @@ async fn customer(config: &Config, command: CustomerCommand, json: bool) -> Resu
             billing::set_terms(&ops, &id, billing, json).await
         }
         CustomerCommand::List => billing::list(&ops, json).await,
+    }
+}
+
+/// Writes a decimal amount as dollars, with the sign before the `$` (`-$0.05`).
+fn dollars(amount: &str) -> String {
+    match amount.strip_prefix('-') {
+        Some(magnitude) => format!("-${magnitude}"),
+        None => format!("${amount}"),
     }
 }
 

@@ -68,8 +68,19 @@ impl Usd {
     /// Parses a positive amount typed by an operator, such as `12.50`.
     /// More than nine decimal places cannot be stored and is rejected rather than rounded.
     pub fn parse_positive(text: &str) -> Result<Usd, AmountError> {
+        // Plain digits with an optional fraction only: no sign, exponent or separators, so
+        // what the operator typed is exactly the amount recorded.
+        let trimmed = text.trim();
+        let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, "0"));
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if trimmed.starts_with('-') {
+            return Err(AmountError::NotPositive(text.to_string()));
+        }
+        if !digits(whole) || !digits(fraction) {
+            return Err(AmountError::Invalid(text.to_string()));
+        }
         let value =
-            Decimal::from_str(text.trim()).map_err(|_| AmountError::Invalid(text.to_string()))?;
+            Decimal::from_str(trimmed).map_err(|_| AmountError::Invalid(text.to_string()))?;
         if value <= Decimal::ZERO {
             return Err(AmountError::NotPositive(text.to_string()));
         }
@@ -207,6 +218,13 @@ mod tests {
     #[test]
     fn operator_amounts_parse_strictly() {
         assert_eq!(Usd::parse_positive("12.50").unwrap(), Usd::new(dec!(12.50)));
+        assert_eq!(Usd::parse_positive(" 7 ").unwrap(), Usd::new(dec!(7)));
+        for odd in ["1.5e2", "+1", "1,000", ".5", "5.", "1_000", ""] {
+            assert!(
+                matches!(Usd::parse_positive(odd), Err(AmountError::Invalid(_))),
+                "{odd:?}"
+            );
+        }
         assert!(matches!(
             Usd::parse_positive("abc"),
             Err(AmountError::Invalid(_))
