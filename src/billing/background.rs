@@ -33,6 +33,8 @@ impl Background {
     {
         self.running.fetch_add(1, Ordering::AcqRel);
         let guard = RunningGuard(Arc::clone(self));
+        // Boxed first, so the wrapper below moves a pointer instead of the whole future.
+        let future = Box::pin(future);
         spawn_named(name, async move {
             let output = future.await;
             drop(guard);

@@ -9,6 +9,8 @@ use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 
 /// A keep-alive client for upstream with `TCP_NODELAY` and the configured connect timeout.
+/// It follows no redirects, so a 3xx from upstream comes back as the response and the proxy
+/// relays its status and `Location` header to the client.
 #[derive(Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
@@ -23,6 +25,7 @@ impl UpstreamClient {
             .tcp_nodelay(true)
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(UpstreamClient {
             http,
@@ -84,4 +87,51 @@ pub fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::config::DisconnectPolicy;
+
+    fn config(url: String) -> UpstreamConfig {
+        UpstreamConfig {
+            url,
+            api_key: None,
+            connect_timeout: Duration::from_secs(2),
+            first_byte_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            max_stream_duration: Duration::from_secs(60),
+            on_client_disconnect: DisconnectPolicy::Drain,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn redirect_is_returned_unfollowed() {
+        let server = MockServer::start().await;
+        let target = format!("{}/v1/elsewhere", server.uri());
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(307).insert_header("location", target.as_str()))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = UpstreamClient::new(&config(server.uri())).unwrap();
+
+        let response = client
+            .send(
+                Method::POST,
+                "/v1/chat/completions",
+                HeaderMap::new(),
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), http::StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(response.headers()["location"], target.as_str());
+    }
 }
