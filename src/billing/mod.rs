@@ -209,8 +209,8 @@ impl Biller {
         self.background.unstored_count()
     }
 
-    /// Posts a charge once (plus one new attempt if the previous attempt is known not to
-    /// stand) and updates its outbox entry, when it has one.
+    /// Posts a charge once (plus one new attempt if the previous attempt is known not to be in
+    /// effect) and updates its outbox entry, when it has one.
     pub(crate) async fn settle_entry(
         &self,
         outbox_id: Option<i64>,
@@ -221,7 +221,7 @@ impl Biller {
                 Ok(settled) => {
                     tracing::debug!(request_id = %record.request_id, attempt = record.attempt, ?settled, "charge recorded");
                     if let Some(id) = outbox_id {
-                        // The charge stands in Blnk; marking its entry done need not delay the
+                        // The charge is in effect in Blnk, so marking its entry done need not delay the
                         // response. A crash before the mark only makes the worker verify it.
                         let biller = self.clone();
                         self.spawn_tracked("outbox-mark-done", async move {

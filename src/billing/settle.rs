@@ -1,10 +1,10 @@
-//! Posting a charge to Blnk and deciding whether it stands. Used by the request path and by
-//! the outbox worker alike, so a retry follows exactly the same rules as the first post.
+//! Posting a charge to Blnk and deciding whether it is in effect. Used by the request path and
+//! by the outbox worker alike, so a retry follows exactly the same rules as the first post.
 //!
-//! A 409 on re-posting the same references does not prove a charge stands: after a
+//! A 409 on re-posting the same references does not prove a charge is in effect: after a
 //! compensated failure Blnk reverses the applied legs with `<txn_id>_refund` rows but keeps
-//! the references burnt. A charge stands only when every leg reads APPLIED and none has an
-//! applied refund. Only once the previous attempt is known not to stand (its refunds applied,
+//! the references burnt. A charge is in effect only when every leg reads APPLIED and none has
+//! an applied refund. Only once the previous attempt is known not to be (its refunds applied,
 //! no leg in effect) does a new attempt post fresh references.
 
 use crate::ledger::{BlnkClient, LedgerError, Transaction, TransactionStatus};
@@ -65,9 +65,9 @@ enum LegState {
     Unsettled(String),
 }
 
-/// Decides whether an attempt whose references are already used stands. An attempt stands
-/// when every leg reads APPLIED and none has an applied `<txn_id>_refund`. It does not stand,
-/// so a new attempt may post fresh references, only when no leg is in effect and at least one
+/// Decides whether an attempt whose references are already used is in effect. It is when every
+/// leg reads APPLIED and none has an applied `<txn_id>_refund`. It is not, so a new attempt may
+/// post fresh references, only when no leg is in effect and at least one
 /// leg was reversed. Every other mix (a refund still queued, a leg not found yet, one leg in
 /// effect and the other not) is checked again later, because posting again could charge twice.
 pub async fn verify(blnk: &BlnkClient, record: &ChargeRecord) -> Result<Settled, SettleError> {
@@ -78,7 +78,7 @@ pub async fn verify(blnk: &BlnkClient, record: &ChargeRecord) -> Result<Settled,
     judge(record.attempt, legs)
 }
 
-/// Decides from the state of every leg whether attempt `attempt` stands.
+/// Decides from the state of every leg whether attempt `attempt` is in effect.
 fn judge(attempt: u32, legs: Vec<LegState>) -> Result<Settled, SettleError> {
     let total = legs.len();
     let (mut applied, mut reversed, mut missing) = (0, 0, 0);

@@ -22,7 +22,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Header naming the paying customer. `TOLLGATE_CUSTOMER_HEADER`.
     pub customer_header: http::HeaderName,
-    /// Largest request body accepted; above it the answer is 413.
+    /// Maximum request body size; a larger body gets 413.
     pub max_body_bytes: usize,
     /// Largest total size of the request's header names and values. Larger headers are
     /// rejected with 431.
@@ -86,13 +86,13 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token of the admin API; `None` turns the admin API off. `TOLLGATE_ADMIN_TOKEN`.
     pub token: Option<Secret>,
-    /// How long without any answer from Blnk before a background health check calls it.
+    /// Time without a response from Blnk after which a background health check calls it.
     pub ledger_probe_interval: Duration,
     /// How long without any answer from Blnk before `/readyz` reports not ready.
     pub ledger_stale_after: Duration,
 }
 
-/// What the proxy does with the upstream stream when the client disconnects mid-stream.
+/// Handling of the upstream stream when the client disconnects mid-stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DisconnectPolicy {
     /// Keep reading upstream to its end (bounded by `drain_timeout`) and bill the reported usage.
@@ -108,14 +108,14 @@ pub struct UpstreamConfig {
     /// Key sent upstream; `None` passes the client's own key through. `OPENAI_API_KEY`.
     pub api_key: Option<Secret>,
     pub connect_timeout: Duration,
-    /// Longest wait for the response headers (and, for a non-streaming call, the whole body).
+    /// Maximum wait for the response headers (and, for a non-streaming call, the whole body).
     pub first_byte_timeout: Duration,
-    /// Longest silence between two chunks of a streamed response.
+    /// Maximum silence between two chunks of a streamed response.
     pub idle_timeout: Duration,
-    /// Longest a streamed response may last in total.
+    /// Maximum total duration of a streamed response.
     pub max_stream_duration: Duration,
     pub on_client_disconnect: DisconnectPolicy,
-    /// Longest tollgate keeps draining upstream after the client left (policy `drain`).
+    /// Maximum time tollgate keeps draining upstream after the client left (policy `drain`).
     pub drain_timeout: Duration,
 }
 
@@ -127,7 +127,7 @@ pub struct BlnkConfig {
     pub api_key: Option<Secret>,
     /// Timeout of every ledger call.
     pub request_timeout: Duration,
-    /// Name of the ledger that holds customer wallets.
+    /// Name of the ledger that contains customer wallets.
     pub ledger_name: String,
     pub revenue_balance: String,
     pub token_pool_balance: String,
@@ -136,7 +136,7 @@ pub struct BlnkConfig {
     pub account_cache_ttl: Duration,
     /// How long a cached account may still be used while Blnk cannot be reached.
     pub account_cache_max_stale: Duration,
-    /// Longest the response (or the stream terminator) waits for the charge to be recorded.
+    /// Maximum time the response (or the stream terminator) waits for the charge to be recorded.
     pub charge_timeout: Duration,
     /// Added to the longest possible request duration to set a hold's expiry.
     pub hold_expiry_margin: Duration,
@@ -162,7 +162,7 @@ pub struct PricingConfig {
     pub default_markup: Decimal,
 }
 
-/// How the outbox commits a write.
+/// Durability of an outbox commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     /// A write survives a crash of the process (`kill -9`) but not a power loss.
