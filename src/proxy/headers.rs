@@ -2,6 +2,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::Config;
 use crate::secret::Secret;
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) and the framing headers tollgate recomputes.
@@ -17,14 +18,14 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Headers that describe the operator's OpenAI account; they are not the client's business
+/// Headers that describe the operator's OpenAI account. They are not the client's business
 /// when tollgate calls upstream with the operator's key.
 const OPERATOR_ACCOUNT: [&str; 2] = ["openai-organization", "openai-project"];
 
-/// Builds the headers sent upstream from the client's: hop-by-hop headers, `Host`,
-/// `Content-Length` and the customer header dropped; `Accept-Encoding: identity`, because a
-/// compressed body cannot be metered; the client's key replaced by the operator's when one is
-/// configured.
+/// Builds the headers sent upstream from the client's. Hop-by-hop headers, `Host`,
+/// `Content-Length` and the customer header are dropped. `Accept-Encoding` becomes `identity`,
+/// because a compressed body cannot be metered. The client's key is replaced by the
+/// operator's when one is configured.
 pub fn upstream_request_headers(
     client: &HeaderMap,
     customer_header: &HeaderName,
@@ -58,8 +59,23 @@ pub fn upstream_request_headers(
     out
 }
 
-/// Builds the headers returned to the client from upstream's: hop-by-hop headers,
-/// `Content-Length` (recomputed) and cookies dropped; with the operator's key, also the
+/// Returns the headers and the path with query that a client request is forwarded upstream
+/// with.
+pub fn forwarded(parts: &http::request::Parts, config: &Config) -> (HeaderMap, String) {
+    let headers = upstream_request_headers(
+        &parts.headers,
+        &config.customer_header,
+        config.upstream.api_key.as_ref(),
+    );
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    (headers, path.to_string())
+}
+
+/// Builds the headers returned to the client from upstream's. Hop-by-hop headers,
+/// `Content-Length` (recomputed) and cookies are dropped. With the operator's key, so are the
 /// headers that name the operator's OpenAI organization and project.
 pub fn client_response_headers(upstream: &HeaderMap, operator_key: bool) -> HeaderMap {
     let listed = connection_listed(upstream);

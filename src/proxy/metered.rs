@@ -25,7 +25,7 @@ use crate::pricing::QuoteError;
 use crate::usage::{Endpoint, Usage, UsageSource, count_text_tokens, read_response};
 
 use super::AppState;
-use super::headers::{client_response_headers, upstream_request_headers};
+use super::headers::{client_response_headers, forwarded};
 use super::ledger_step::{BilledUsage, Metering, Receipt};
 use super::stream;
 
@@ -150,18 +150,10 @@ async fn serve(
         } else {
             body
         };
-    let headers = upstream_request_headers(
-        &parts.headers,
-        &config.customer_header,
-        config.upstream.api_key.as_ref(),
-    );
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or(endpoint.path(), |p| p.as_str());
+    let (headers, path) = forwarded(&parts, config);
     let call = UpstreamCall {
         method: parts.method.clone(),
-        path: path.to_string(),
+        path,
         headers,
         body: upstream_body,
         stream: facts.stream,
@@ -246,7 +238,11 @@ fn customer_id(headers: &HeaderMap, name: &http::HeaderName) -> Result<CustomerI
     })
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ProxyError> {
+pub(super) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ProxyError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -437,7 +433,7 @@ fn metering_timeout(timeout: std::time::Duration) -> ProxyError {
     }
 }
 
-/// The usage of a complete response body: reported, or estimated when the body has none.
+/// Reads the usage of a complete response body, or estimates it when the body has none.
 fn billed_usage(metering: &Metering, body: &[u8]) -> BilledUsage {
     let facts = match read_response(metering.endpoint, body) {
         Ok(facts) => facts,
@@ -472,7 +468,8 @@ fn billed_usage(metering: &Metering, body: &[u8]) -> BilledUsage {
     }
 }
 
-/// The generated text of a response without usage, for an estimate. Rare, so a full parse.
+/// Collects the generated text of a response without usage, for an estimate. The case is
+/// rare, so a full parse is fine.
 fn response_text(body: &[u8]) -> String {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return String::from_utf8_lossy(body).into_owned();

@@ -5,15 +5,14 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
 
 use crate::auth::Caller;
 use crate::error::ProxyError;
 use crate::ids::CustomerId;
 
 use super::AppState;
-use super::headers::{client_response_headers, upstream_request_headers};
-use super::metered::build_response;
+use super::headers::{client_response_headers, forwarded};
+use super::metered::{build_response, read_body};
 
 /// Forwards a request that costs nothing (model listings).
 pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -47,25 +46,11 @@ async fn relay(state: Arc<AppState>, request: Request, log: bool) -> Result<Resp
     if log {
         log_unmetered(&parts, &caller, &config.customer_header);
     }
-    let body = Limited::new(body, config.max_body_bytes)
-        .collect()
-        .await
-        .map_err(|_| ProxyError::BodyTooLarge {
-            limit: config.max_body_bytes,
-        })?
-        .to_bytes();
-    let headers = upstream_request_headers(
-        &parts.headers,
-        &config.customer_header,
-        config.upstream.api_key.as_ref(),
-    );
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or(parts.uri.path(), |p| p.as_str());
+    let body = read_body(body, &parts.headers, config.max_body_bytes).await?;
+    let (headers, path) = forwarded(&parts, config);
     let upstream = state
         .upstream
-        .send(parts.method, path, headers, body)
+        .send(parts.method, &path, headers, body)
         .await?;
 
     let status = upstream.status();
