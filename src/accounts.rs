@@ -1,7 +1,7 @@
 //! Customer accounts: the two Blnk balances of a customer and its billing terms, read from
 //! the balances' metadata and cached in memory for a short time.
 //!
-//! Blnk is the single source of truth, so every tollgate replica reads the same terms; a
+//! Blnk is the single source of truth, so every tollgate replica reads the same terms. A
 //! change made with `tollgate customer set` reaches a replica within its cache TTL.
 
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ pub mod meta {
     pub const NAME: &str = "tollgate_name";
 }
 
-/// How a customer pays.
+/// A customer's billing terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Billing {
     /// Pays in advance; the wallet may never go below zero.
@@ -35,7 +35,7 @@ pub enum Billing {
 }
 
 impl Billing {
-    /// The overdraft a hold may use, or `None` when no hold is needed (unlimited postpaid).
+    /// Returns the overdraft a hold may use, or `None` when no hold is needed (unlimited postpaid).
     pub fn hold_limit(self) -> Option<Usd> {
         match self {
             Billing::Prepaid => Some(Usd::ZERO),
@@ -50,8 +50,8 @@ impl Billing {
         }
     }
 
-    /// The balance metadata that records these terms. An absent credit limit is written as
-    /// null, which Blnk's metadata merge stores and tollgate reads as "no cap".
+    /// Returns the balance metadata that records these terms. An absent credit limit is
+    /// written as null, which Blnk's metadata merge stores and tollgate reads as "no cap".
     pub fn to_metadata(self) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert(meta::BILLING.into(), Value::from(self.as_str()));
@@ -75,7 +75,7 @@ pub struct Account {
     pub billing: Billing,
 }
 
-/// Why an account could not be read.
+/// Failure to read an account.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(transparent)]
@@ -298,7 +298,7 @@ impl AccountDirectory {
         Account::from_balances(customer, &balances)
     }
 
-    /// The balance filter that finds a customer's balances by metadata.
+    /// Returns the balance filter that finds a customer's balances by metadata.
     pub fn filter_for(customer: &CustomerId) -> Vec<Filter> {
         vec![Filter::eq(
             format!("meta_data.{}", meta::CUSTOMER_ID),

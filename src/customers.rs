@@ -20,7 +20,7 @@ use crate::money::{Nanos, TOKENS_PRECISION, USD_PRECISION, Usd};
 /// same customer twice finds the same identity.
 const IDENTITY_NAMESPACE: Uuid = Uuid::from_u128(0x7d0c_2f4e_9a51_4c3b_8e6f_1b2a_3c4d_5e6f);
 
-/// Why an operator action failed.
+/// Failure of an operator action.
 #[derive(Debug, thiserror::Error)]
 pub enum OperationError {
     #[error("customer {0} not found: create it with `tollgate customer create {0}`")]

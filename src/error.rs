@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::ids::InvalidCustomerId;
 use crate::money::Usd;
 
-/// Why tollgate returned its own response instead of relaying upstream's.
+/// Error that tollgate returns itself instead of relaying upstream's response.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     // The client did not authenticate. Neither message contains the presented key.
@@ -105,8 +105,8 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// The HTTP status, OpenAI error `type` and `code` of each error. No wildcard arm: a new
-    /// variant must decide its status here.
+    /// Returns the HTTP status, OpenAI error `type` and `code` of each error. There is no
+    /// wildcard arm, so a new variant must decide its status here.
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ProxyError::*;
         match self {

@@ -20,7 +20,7 @@ use crate::task::spawn_named;
 /// How often the worker logs the outbox counts while entries are pending or dead.
 const BACKLOG_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Why the server could not start.
+/// Failure to start the server.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("price file: {0}")]

@@ -73,8 +73,9 @@ impl ChargeRecord {
         refs
     }
 
-    /// The atomic bulk for this attempt. Both legs allow overdraft: the hold already proved
-    /// the funds, and a charge checked against the wallet would fail against its own hold.
+    /// Builds the atomic bulk for this attempt. Both legs allow overdraft because the hold
+    /// already proved the funds, and a charge checked against the wallet would fail against
+    /// its own hold.
     pub fn to_bulk(&self, system: &SystemBalances) -> NewBulk {
         let mut transactions = Vec::with_capacity(2);
         if self.amount.is_positive() {

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::pricing::Cost;
 use crate::usage::{Endpoint, Usage, UsageSource};
 
-/// What is known about a request when it is charged.
+/// Facts known about a request when it is charged.
 pub struct ChargeFacts<'a> {
     pub customer_id: &'a str,
     pub request_id: &'a str,

@@ -59,7 +59,7 @@ pub enum Settlement {
     Dead(String),
 }
 
-/// Places holds and records charges for the proxy.
+/// Places hold transactions and records charges for the proxy.
 #[derive(Clone)]
 pub struct Biller {
     blnk: BlnkClient,
@@ -280,7 +280,7 @@ impl Biller {
     }
 }
 
-/// The hold amount: the quote rounded up to whole nano-dollars, at least one.
+/// Rounds a quote up to whole nano-dollars, at least one: the hold amount.
 pub fn hold_amount(quote: Usd) -> Nanos {
     let ceiling = Usd::new(quote.as_decimal().round_dp_with_strategy(
         crate::money::USD_SCALE,

@@ -1,5 +1,5 @@
-//! What tollgate reads from a client's request body before calling upstream, and the one
-//! rewrite it makes (`stream_options`). Pure: no I/O.
+//! Request facts that tollgate reads from a client's body before calling upstream, and the
+//! one rewrite it makes (`stream_options`). Pure: no I/O.
 
 use std::borrow::Cow;
 
@@ -14,7 +14,7 @@ use crate::usage::Endpoint;
 /// by a per-item bound (an image or an audio clip costs far fewer tokens than its bytes).
 const INLINE_DATA_MIN_BYTES: usize = 256;
 
-/// Longest model name accepted, in bytes; OpenAI's model ids, fine-tuned ones included, are far
+/// Maximum length of a model name, in bytes; OpenAI's model ids, fine-tuned ones included, are far
 /// shorter.
 const MAX_MODEL_NAME_BYTES: usize = 256;
 
@@ -149,8 +149,8 @@ impl RequestFacts {
         })
     }
 
-    /// The request's prompt bound in tokens, with each inline image and audio clip counted
-    /// at its configured bound instead of its bytes.
+    /// Returns the request's prompt bound in tokens, with each inline image and audio clip
+    /// counted at its configured bound instead of its bytes.
     pub fn prompt_bound(&self, image_token_bound: u64, audio_token_bound: u64) -> u64 {
         self.text_bytes
             .saturating_add(self.inline_images.saturating_mul(image_token_bound))

@@ -22,7 +22,7 @@ pub enum Settled {
     Nothing,
 }
 
-/// Why a charge is not recorded yet.
+/// Reason a charge is not recorded yet.
 #[derive(Debug, thiserror::Error)]
 pub enum SettleError {
     /// The outcome is unknown or Blnk failed transiently: post the same attempt again later.

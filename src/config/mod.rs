@@ -34,8 +34,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Time in-flight requests get to finish after SIGTERM or SIGINT.
     pub shutdown_grace: Duration,
-    /// Paths (such as `/v1/files`) forwarded without metering; everything unlisted and
-    /// unmetered is answered 404.
+    /// Paths (such as `/v1/files`) forwarded without metering. Every other unmetered path
+    /// gets 404.
     pub pass_through_routes: Vec<String>,
     pub client_auth: ClientAuthConfig,
     pub log: LogConfig,
@@ -88,7 +88,7 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// Time without a response from Blnk after which a background health check calls it.
     pub ledger_probe_interval: Duration,
-    /// How long without any answer from Blnk before `/readyz` reports not ready.
+    /// Time without a response from Blnk after which `/readyz` reports not ready.
     pub ledger_stale_after: Duration,
 }
 

@@ -1,6 +1,6 @@
 //! The ledger side of one metered request: the hold before the call, and the charge and the
 //! hold's release after it. A [`Metering`] is created once the account is known and is
-//! finished exactly once; dropping it unfinished releases the hold, so no path leaves one open.
+//! finished exactly once. Dropping it unfinished releases the hold, so no path leaves one open.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::usage::{Endpoint, Usage, UsageSource, estimate_prompt_tokens};
 
 use super::AppState;
 
-/// What a finished request is billed for.
+/// Usage a finished request is billed for.
 pub struct BilledUsage {
     pub usage: Usage,
     pub source: UsageSource,
@@ -26,7 +26,7 @@ pub struct BilledUsage {
     pub client_disconnected: bool,
 }
 
-/// What was charged.
+/// Charge recorded for a request.
 pub struct Receipt {
     pub status: ChargeStatus,
     pub amount: Nanos,
@@ -112,12 +112,12 @@ impl Metering {
         self.release();
     }
 
-    /// A tokenizer count of the request's prompt, for responses that report no usage.
+    /// Counts the request's prompt tokens with a tokenizer, for responses that report no usage.
     pub fn estimate_prompt(&self) -> u64 {
         estimate_prompt_tokens(self.endpoint, &self.model_requested, &self.request_body)
     }
 
-    /// The price of the response's model when it has one, else the request's.
+    /// Returns the price of the response's model when it has one, else the request's.
     fn price_for(&self, response_model: Option<&str>) -> ResolvedPrice {
         response_model
             .and_then(|model| self.prices.resolve(model, self.started_at))

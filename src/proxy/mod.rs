@@ -1,5 +1,5 @@
 //! The proxy listener: metered OpenAI routes, pass-through routes, and OpenAI-shaped
-//! answers for everything else.
+//! errors for everything else.
 
 mod headers;
 mod ledger_step;
@@ -38,7 +38,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The price table in force now; a request keeps the table it started with.
+    /// Returns the price table in force now. A request keeps the table it started with.
     pub fn price_table(&self) -> Arc<PriceTable> {
         match self.prices.read() {
             Ok(table) => Arc::clone(&table),

@@ -1,6 +1,6 @@
 //! Streaming relay: upstream's SSE events reach the client as soon as each is complete,
 //! while a meter watches them. Only an incomplete event, the usage-only chunk the client did
-//! not ask for, and the terminator are held back; the terminator (`data: [DONE]`, or the
+//! not ask for, and the terminator are held back. The terminator (`data: [DONE]`, or the
 //! terminal Responses event) is sent after the charge is recorded or the charge timeout passed.
 
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub fn relay(
     build_response(status, headers, Body::from_stream(body))
 }
 
-/// Why reading upstream stopped.
+/// Reason reading upstream stopped.
 enum End {
     /// The body ended.
     Complete,

@@ -77,7 +77,7 @@ impl UpstreamClient {
     }
 }
 
-/// A reqwest error with its chain of causes.
+/// Formats a reqwest error with its chain of causes.
 pub fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
