@@ -130,6 +130,11 @@ impl BenchError {
     }
 }
 
+/// The allocator `tollgate serve` uses, so the harness measures tollgate as it ships. The
+/// bare hop and the stubs run in this binary too and get the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -461,7 +461,7 @@ fn charge_record(request_id: &str, customer: &Created) -> ChargeRecord {
         tokens_balance_id: customer.tokens_balance_id.clone(),
         amount: Nanos(195_000),
         tokens: 700,
-        metadata: Map::new(),
+        metadata: Default::default(),
         effective_date: Utc::now(),
         attempt: 1,
     }

@@ -497,6 +497,7 @@ async fn compensated_charge_leaves_totals() {
     let bulk = NewBulk {
         transactions: vec![usd_leg, tokens_leg],
         atomic: true,
+        shared_meta_data: None,
     };
     let refused = blnk.post_bulk(&bulk).await;
     assert!(

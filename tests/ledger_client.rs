@@ -139,6 +139,7 @@ fn usage_bulk() -> NewBulk {
     NewBulk {
         transactions: vec![tokens, usd],
         atomic: true,
+        shared_meta_data: None,
     }
 }
 

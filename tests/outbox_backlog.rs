@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::Map;
 
 use support::blnk::{FakeBlnk, Fault};
 use tollgate::accounts::Billing;
@@ -66,7 +65,7 @@ fn charge_record(request_id: &str, customer: &Created) -> ChargeRecord {
         tokens_balance_id: customer.tokens_balance_id.clone(),
         amount: Nanos(195_000),
         tokens: 700,
-        metadata: Map::new(),
+        metadata: Default::default(),
         effective_date: Utc::now(),
         attempt: 1,
     }

@@ -1,6 +1,8 @@
 //! The charge of one request: what is written to the outbox and posted to Blnk as one atomic
 //! bulk transaction (USD leg first, TOKENS leg second). Pure: building legs and references.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -39,8 +41,8 @@ pub struct ChargeRecord {
     pub amount: Nanos,
     /// Prompt plus completion tokens.
     pub tokens: u64,
-    /// Metadata shared by both legs.
-    pub metadata: Map<String, Value>,
+    /// Metadata shared by both legs, which the bulk sends without copying.
+    pub metadata: Arc<Map<String, Value>>,
     pub effective_date: DateTime<Utc>,
     /// 1 for the first attempt; a new attempt (with new references) starts only after the
     /// previous one is known not to stand.
@@ -101,6 +103,7 @@ impl ChargeRecord {
         NewBulk {
             transactions,
             atomic: true,
+            shared_meta_data: Some(Arc::clone(&self.metadata)),
         }
     }
 
@@ -113,7 +116,7 @@ impl ChargeRecord {
         source: &str,
         destination: &str,
     ) -> NewTransaction {
-        let mut meta_data = self.metadata.clone();
+        let mut meta_data = Map::new();
         meta_data.insert("tollgate_leg".into(), Value::from(leg));
         NewTransaction {
             precise_amount: amount,
@@ -158,7 +161,7 @@ mod tests {
             tokens_balance_id: "bln_tok".into(),
             amount: Nanos(amount),
             tokens,
-            metadata: Map::new(),
+            metadata: Arc::default(),
             effective_date: DateTime::UNIX_EPOCH,
             attempt: 1,
         }

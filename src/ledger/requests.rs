@@ -4,6 +4,8 @@
 //! so every flag that changes what a transaction does is sent explicitly. Amounts are bare
 //! JSON integers in minor units: Blnk rejects a quoted or fractional `precise_amount`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -93,6 +95,9 @@ pub struct NewTransaction {
 pub struct NewBulk {
     pub transactions: Vec<NewTransaction>,
     pub atomic: bool,
+    /// Metadata that every leg carries besides its own `meta_data`. Legs describing one event
+    /// share it instead of each holding a copy. Its keys must differ from the legs' own.
+    pub shared_meta_data: Option<Arc<Map<String, Value>>>,
 }
 
 /// One condition of a `POST .../filter` request.
@@ -193,8 +198,13 @@ pub(crate) struct MetaDataUpdate<'a> {
 }
 
 impl NewTransaction {
-    /// Writes the fields shared by a single transaction and a bulk leg.
-    fn serialize_common<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+    /// Writes the fields shared by a single transaction and a bulk leg. `meta_data`, when
+    /// given, replaces the transaction's own map: a bulk leg's merged metadata.
+    fn serialize_common<M: SerializeMap>(
+        &self,
+        map: &mut M,
+        meta_data: Option<&MergedMeta<'_>>,
+    ) -> Result<(), M::Error> {
         map.serialize_entry("precise_amount", &self.precise_amount)?;
         map.serialize_entry("precision", &self.precision)?;
         map.serialize_entry("currency", &self.currency)?;
@@ -209,7 +219,9 @@ impl NewTransaction {
         if let Some(effective_date) = self.effective_date {
             map.serialize_entry("effective_date", &Rfc3339(effective_date))?;
         }
-        if !self.meta_data.is_empty() {
+        if let Some(merged) = meta_data {
+            map.serialize_entry("meta_data", merged)?;
+        } else if !self.meta_data.is_empty() {
             map.serialize_entry("meta_data", &self.meta_data)?;
         }
         Ok(())
@@ -219,7 +231,7 @@ impl NewTransaction {
 impl Serialize for NewTransaction {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        self.serialize_common(&mut map)?;
+        self.serialize_common(&mut map, None)?;
         map.serialize_entry("inflight", &self.inflight)?;
         if let Some(expiry) = self.inflight_expiry_date {
             map.serialize_entry("inflight_expiry_date", &Rfc3339Seconds(expiry))?;
@@ -231,15 +243,30 @@ impl Serialize for NewTransaction {
 
 /// The legs of a bulk. The batch-level `inflight` and `skip_queue` override each leg's, so
 /// the legs leave them out.
-struct BulkLegs<'a>(&'a [NewTransaction]);
+struct BulkLegs<'a> {
+    legs: &'a [NewTransaction],
+    shared: Option<&'a Map<String, Value>>,
+}
 
-struct BulkLeg<'a>(&'a NewTransaction);
+struct BulkLeg<'a> {
+    leg: &'a NewTransaction,
+    shared: Option<&'a Map<String, Value>>,
+}
+
+/// A leg's metadata: the batch's shared entries, then the leg's own.
+struct MergedMeta<'a> {
+    shared: &'a Map<String, Value>,
+    own: &'a Map<String, Value>,
+}
 
 impl Serialize for BulkLegs<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for transaction in self.0 {
-            seq.serialize_element(&BulkLeg(transaction))?;
+        let mut seq = serializer.serialize_seq(Some(self.legs.len()))?;
+        for leg in self.legs {
+            seq.serialize_element(&BulkLeg {
+                leg,
+                shared: self.shared,
+            })?;
         }
         seq.end()
     }
@@ -247,8 +274,22 @@ impl Serialize for BulkLegs<'_> {
 
 impl Serialize for BulkLeg<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let merged = self.shared.map(|shared| MergedMeta {
+            shared,
+            own: &self.leg.meta_data,
+        });
         let mut map = serializer.serialize_map(None)?;
-        self.0.serialize_common(&mut map)?;
+        self.leg.serialize_common(&mut map, merged.as_ref())?;
+        map.end()
+    }
+}
+
+impl Serialize for MergedMeta<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.shared.len() + self.own.len()))?;
+        for (key, value) in self.shared.iter().chain(self.own) {
+            map.serialize_entry(key, value)?;
+        }
         map.end()
     }
 }
@@ -270,15 +311,34 @@ impl NewBulk {
                  post holds one at a time with post_transaction",
                 leg.reference
             )),
-            None => Ok(()),
+            None => self.check_shared_keys(),
         }
+    }
+
+    fn check_shared_keys(&self) -> Result<(), String> {
+        let Some(shared) = &self.shared_meta_data else {
+            return Ok(());
+        };
+        for leg in &self.transactions {
+            if let Some(key) = leg.meta_data.keys().find(|key| shared.contains_key(*key)) {
+                return Err(format!(
+                    "leg {:?} repeats the shared metadata key {key:?}; keep each key in one place",
+                    leg.reference
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
 impl Serialize for NewBulk {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let legs = BulkLegs {
+            legs: &self.transactions,
+            shared: self.shared_meta_data.as_deref(),
+        };
         let mut map = serializer.serialize_map(Some(5))?;
-        map.serialize_entry("transactions", &BulkLegs(&self.transactions))?;
+        map.serialize_entry("transactions", &legs)?;
         map.serialize_entry("atomic", &self.atomic)?;
         map.serialize_entry("inflight", &false)?;
         map.serialize_entry("skip_queue", &true)?;
@@ -517,6 +577,7 @@ mod tests {
         let bulk = NewBulk {
             transactions: vec![tokens, usd],
             atomic: true,
+            shared_meta_data: None,
         };
         let mut expected = request_body(recorded!("05a-bulk-atomic-usage-charge"));
         use_precise_amount(&mut expected["transactions"][0], 1234);
@@ -548,10 +609,49 @@ mod tests {
     }
 
     #[test]
+    fn shared_metadata_joins_each_leg() {
+        let shared = meta(json!({"customer_id": "cust_001", "prompt_tokens": 926}));
+        let with_own = NewTransaction {
+            meta_data: meta(json!({"leg": "usd"})),
+            ..transaction("tg:r:usd", 5)
+        };
+        let bulk = NewBulk {
+            transactions: vec![with_own, transaction("tg:r:tokens", 7)],
+            atomic: true,
+            shared_meta_data: Some(Arc::new(shared)),
+        };
+        let body = to_json(&bulk);
+        assert_eq!(
+            body["transactions"][0]["meta_data"],
+            json!({"customer_id": "cust_001", "prompt_tokens": 926, "leg": "usd"})
+        );
+        assert_eq!(
+            body["transactions"][1]["meta_data"],
+            json!({"customer_id": "cust_001", "prompt_tokens": 926})
+        );
+        assert_eq!(bulk.check(), Ok(()));
+    }
+
+    #[test]
+    fn shared_metadata_keys_stay_unique() {
+        let bulk = NewBulk {
+            transactions: vec![NewTransaction {
+                meta_data: meta(json!({"customer_id": "other"})),
+                ..transaction("tg:r:usd", 5)
+            }],
+            atomic: true,
+            shared_meta_data: Some(Arc::new(meta(json!({"customer_id": "cust_001"})))),
+        };
+        let error = bulk.check().expect_err("the key is in both maps");
+        assert!(error.contains("\"customer_id\""), "{error}");
+    }
+
+    #[test]
     fn bulk_rejects_holds_and_empty_batches() {
         let empty = NewBulk {
             transactions: Vec::new(),
             atomic: true,
+            shared_meta_data: None,
         };
         let hold = NewBulk {
             transactions: vec![NewTransaction {
@@ -559,6 +659,7 @@ mod tests {
                 ..transaction("tg:r:hold", 1)
             }],
             atomic: true,
+            shared_meta_data: None,
         };
         let expiring = NewBulk {
             transactions: vec![NewTransaction {
@@ -566,10 +667,12 @@ mod tests {
                 ..transaction("tg:r:usd", 1)
             }],
             atomic: false,
+            shared_meta_data: None,
         };
         let charge = NewBulk {
             transactions: vec![transaction("tg:r:usd", 1)],
             atomic: true,
+            shared_meta_data: None,
         };
         assert!(empty.check().is_err());
         assert!(hold.check().is_err());

@@ -75,7 +75,9 @@ pub(crate) struct Rfc3339(pub DateTime<Utc>);
 
 impl Serialize for Rfc3339 {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.format("%Y-%m-%dT%H:%M:%S%.fZ"))
+        // AutoSi writes the fraction in groups of three digits and leaves out a zero one.
+        let text = self.0.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        serializer.serialize_str(&text)
     }
 }
 
@@ -93,7 +95,7 @@ impl Serialize for Rfc3339Seconds {
         }
         let rounded = DateTime::<Utc>::from_timestamp(seconds, 0)
             .ok_or_else(|| S::Error::custom("timestamp out of range"))?;
-        serializer.collect_str(&rounded.format("%Y-%m-%dT%H:%M:%SZ"))
+        serializer.serialize_str(&rounded.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     }
 }
 
@@ -158,18 +160,17 @@ mod tests {
 
     #[test]
     fn timestamps_serialize_in_utc_with_z() {
-        let whole = DateTime::<Utc>::from_timestamp(1_796_399_858, 0);
-        let fraction = DateTime::<Utc>::from_timestamp(1_796_399_858, 120_000_000);
-        let whole = whole.map(|time| serde_json::to_string(&Rfc3339(time)).ok());
-        let fraction = fraction.map(|time| serde_json::to_string(&Rfc3339(time)).ok());
-        assert_eq!(
-            whole.flatten().as_deref(),
-            Some(r#""2026-12-04T15:57:38Z""#)
-        );
-        assert_eq!(
-            fraction.flatten().as_deref(),
-            Some(r#""2026-12-04T15:57:38.120Z""#)
-        );
+        let cases = [
+            (0, r#""2026-12-04T15:57:38Z""#),
+            (120_000_000, r#""2026-12-04T15:57:38.120Z""#),
+            (705_414_000, r#""2026-12-04T15:57:38.705414Z""#),
+            (1, r#""2026-12-04T15:57:38.000000001Z""#),
+        ];
+        for (nanos, expected) in cases {
+            let time = DateTime::<Utc>::from_timestamp(1_796_399_858, nanos);
+            let text = time.and_then(|time| serde_json::to_string(&Rfc3339(time)).ok());
+            assert_eq!(text.as_deref(), Some(expected), "nanos {nanos}");
+        }
     }
 
     #[test]

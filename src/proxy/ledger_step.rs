@@ -84,7 +84,7 @@ impl Metering {
             tokens_balance_id: self.account.tokens_balance_id.clone(),
             amount: cost.amount,
             tokens: billed.usage.billable_tokens(),
-            metadata,
+            metadata: Arc::new(metadata),
             effective_date: self.started_at,
             attempt: 1,
         };
