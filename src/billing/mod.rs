@@ -131,19 +131,26 @@ impl Biller {
     }
 
     /// Records a charge: written to the outbox, then posted. Waits at most `charge_timeout`
-    /// for both; the work continues in a background task, and the worker retries a failure.
+    /// for both; past it the work goes on in a tracked background task, and the worker
+    /// retries a failure.
+    ///
+    /// The work runs inside the caller's task until then, which saves a task hand-off on
+    /// every request. Callers therefore run in tracked tasks that are never cancelled, as the
+    /// upstream exchange and the stream relay do.
     pub async fn charge(&self, record: ChargeRecord) -> ChargeStatus {
         if record.is_empty() {
             return ChargeStatus::Recorded;
         }
         let biller = self.clone();
-        let task = self.spawn_tracked(
-            "post-charge",
-            async move { biller.store_and_post(record).await },
-        );
-        match tokio::time::timeout(self.charge_timeout, task).await {
-            Ok(Ok(Settlement::Recorded)) => ChargeStatus::Recorded,
-            _ => ChargeStatus::Pending,
+        let mut posting = Box::pin(async move { biller.store_and_post(record).await });
+        match tokio::time::timeout(self.charge_timeout, &mut posting).await {
+            Ok(Settlement::Recorded) => ChargeStatus::Recorded,
+            Ok(Settlement::Pending(_) | Settlement::Dead(_)) => ChargeStatus::Pending,
+            Err(_) => {
+                // A boxed future can move to another task after it was first polled.
+                drop(self.spawn_tracked("post-charge", posting));
+                ChargeStatus::Pending
+            }
         }
     }
 
