@@ -6,6 +6,11 @@
 //! about 2 ms. The stub checks nothing: every customer exists and every hold succeeds.
 //! Customers whose id starts with `bench-prepaid` are prepaid, all others postpaid without a
 //! credit limit (no hold).
+//!
+//! tollgate and the floor (the hop that also makes tollgate's ledger calls) call the stub on
+//! separate ports, and the stub counts each caller's calls apart. So neither is counted into
+//! the other's arms, even when tollgate's voids, which run after the response, overlap a
+//! floor phase.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -63,39 +68,75 @@ impl Call {
     }
 }
 
+/// The process that made a call, known from the port it called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Tollgate,
+    /// The hop in its floor mode (`bench/floor.rs`).
+    Floor,
+}
+
 /// A running stub. Clones share the server and its counters.
 #[derive(Clone)]
 pub struct LedgerStub {
+    /// The port tollgate calls.
     pub addr: SocketAddr,
+    /// The port the floor calls.
+    pub floor_addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
-/// Calls served and the time spent serving them, per call kind, since the stub started.
+/// Calls served, the time spent serving them and the request body bytes received, per call
+/// kind, since the stub started.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counters {
     pub calls: [u64; 5],
     pub busy_ns: [u64; 5],
+    pub body_bytes: [u64; 5],
 }
 
 #[derive(Default)]
 struct Shared {
     blnk_like: AtomicBool,
     next_id: AtomicU64,
+    /// Indexed by [`Caller::index`].
+    tallies: [Tally; 2],
+}
+
+/// The atomic form of [`Counters`] for one caller.
+#[derive(Default)]
+struct Tally {
     calls: [AtomicU64; 5],
     busy_ns: [AtomicU64; 5],
+    body_bytes: [AtomicU64; 5],
+}
+
+impl Caller {
+    fn index(self) -> usize {
+        match self {
+            Caller::Tollgate => 0,
+            Caller::Floor => 1,
+        }
+    }
 }
 
 impl LedgerStub {
-    /// Binds a loopback port and serves until the process exits.
+    /// Binds two loopback ports, one per [`Caller`], and serves both until the process exits.
     pub async fn start() -> std::io::Result<LedgerStub> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let floor_listener = TcpListener::bind("127.0.0.1:0").await?;
         let stub = LedgerStub {
             addr: listener.local_addr()?,
+            floor_addr: floor_listener.local_addr()?,
             shared: Arc::new(Shared::default()),
         };
         spawn_named(
             "ledger-stub",
-            accept_loop(listener, Arc::clone(&stub.shared)),
+            accept_loop(listener, Caller::Tollgate, Arc::clone(&stub.shared)),
+        );
+        spawn_named(
+            "ledger-stub-floor",
+            accept_loop(floor_listener, Caller::Floor, Arc::clone(&stub.shared)),
         );
         Ok(stub)
     }
@@ -105,24 +146,28 @@ impl LedgerStub {
         self.shared.blnk_like.store(on, Ordering::SeqCst);
     }
 
-    pub fn counters(&self) -> Counters {
+    /// Returns the counters of the calls `caller` made since the stub started.
+    pub fn counters(&self, caller: Caller) -> Counters {
+        let tally = &self.shared.tallies[caller.index()];
         let mut counters = Counters::default();
-        for call in Call::ALL {
-            counters.calls[call.index()] = self.shared.calls[call.index()].load(Ordering::SeqCst);
-            counters.busy_ns[call.index()] =
-                self.shared.busy_ns[call.index()].load(Ordering::SeqCst);
+        for index in 0..Call::ALL.len() {
+            counters.calls[index] = tally.calls[index].load(Ordering::SeqCst);
+            counters.busy_ns[index] = tally.busy_ns[index].load(Ordering::SeqCst);
+            counters.body_bytes[index] = tally.body_bytes[index].load(Ordering::SeqCst);
         }
         counters
     }
 }
 
 impl Counters {
-    /// Returns the calls and serving time between `earlier` and `self`.
+    /// Returns the counts between `earlier` and `self`.
     pub fn since(&self, earlier: &Counters) -> Counters {
         let mut delta = Counters::default();
-        for index in 0..5 {
+        for index in 0..Call::ALL.len() {
             delta.calls[index] = self.calls[index].saturating_sub(earlier.calls[index]);
             delta.busy_ns[index] = self.busy_ns[index].saturating_sub(earlier.busy_ns[index]);
+            delta.body_bytes[index] =
+                self.body_bytes[index].saturating_sub(earlier.body_bytes[index]);
         }
         delta
     }
@@ -138,15 +183,23 @@ impl Counters {
             .unwrap_or(0)
     }
 
+    /// Returns the mean request body size of one call of this kind, in bytes.
+    pub fn mean_body_bytes(&self, call: Call) -> u64 {
+        self.body_bytes[call.index()]
+            .checked_div(self.calls[call.index()])
+            .unwrap_or(0)
+    }
+
     pub fn add(&mut self, other: &Counters) {
-        for index in 0..5 {
+        for index in 0..Call::ALL.len() {
             self.calls[index] += other.calls[index];
             self.busy_ns[index] += other.busy_ns[index];
+            self.body_bytes[index] += other.body_bytes[index];
         }
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, caller: Caller, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -154,7 +207,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         spawn_named("ledger-stub-connection", async move {
-            let service = service_fn(move |request| handle(Arc::clone(&shared), request));
+            let service = service_fn(move |request| handle(Arc::clone(&shared), caller, request));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -164,6 +217,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn handle(
     shared: Arc<Shared>,
+    caller: Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
@@ -219,8 +273,10 @@ async fn handle(
         http::HeaderValue::from_static("application/json"),
     );
     let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    shared.calls[call.index()].fetch_add(1, Ordering::Relaxed);
-    shared.busy_ns[call.index()].fetch_add(elapsed, Ordering::Relaxed);
+    let tally = &shared.tallies[caller.index()];
+    tally.calls[call.index()].fetch_add(1, Ordering::Relaxed);
+    tally.busy_ns[call.index()].fetch_add(elapsed, Ordering::Relaxed);
+    tally.body_bytes[call.index()].fetch_add(body.len() as u64, Ordering::Relaxed);
     Ok(response)
 }
 

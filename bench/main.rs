@@ -15,6 +15,8 @@
 // Statistics and report formatting use floats; no money passes through the harness.
 #![allow(clippy::float_arithmetic)]
 
+mod arms;
+mod floor;
 mod goals;
 mod hop;
 mod ledger;
@@ -90,11 +92,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Role {
-    /// Serves the bare hop in front of UPSTREAM (started by the harness itself).
+    /// Serves the bare hop in front of UPSTREAM, or the floor when LEDGER is given (started
+    /// by the harness itself).
     #[command(hide = true)]
     ServeHop {
         #[arg(long)]
         upstream: SocketAddr,
+        /// The ledger stub's floor port; the hop then also makes tollgate's critical-path
+        /// ledger calls.
+        #[arg(long)]
+        ledger: Option<SocketAddr>,
     },
     /// Serves tollgate from the library with the configuration in the environment (started
     /// by the harness itself).
@@ -148,7 +155,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.role {
-        Some(Role::ServeHop { upstream }) => runtime.block_on(hop::serve(upstream)),
+        Some(Role::ServeHop { upstream, ledger }) => runtime.block_on(hop::serve(upstream, ledger)),
         Some(Role::ServeTollgate) => runtime.block_on(procs::serve_tollgate()),
         None => runtime.block_on(measure(&cli)),
     }

@@ -175,7 +175,8 @@ fn latency_tables(out: &mut String, arms: &[ArmRounds], settings: &Settings) {
     let _ = writeln!(
         out,
         "## Non-streaming latency at {} requests/s\n\n{} rounds of {:.1} s per arm, interleaved; medians of round percentiles; \
-         upstream latency {} µs.\n",
+         upstream latency {} µs. A floor arm is the bare hop plus the ledger calls tollgate waits for, with fixed bodies: \
+         the charge after the upstream response is read in full, and for prepaid the hold before forwarding.\n",
         settings.rate,
         settings.rounds,
         settings.latency_per_round.as_secs_f64(),
@@ -220,8 +221,9 @@ fn latency_tables(out: &mut String, arms: &[ArmRounds], settings: &Settings) {
     ledger_table(out, arms);
 }
 
-/// Compares each billing's Blnk-like arm with its zero-latency arm: the difference should be
-/// the stub's own time for the calls on the critical path, and nothing more.
+/// Compares each Blnk-like arm with its zero-latency arm: the difference should be the stub's
+/// own time for the calls on the critical path, and nothing more. The floor's rows show how
+/// close to zero this method gets for a process that does nothing else.
 fn ledger_table(out: &mut String, arms: &[ArmRounds]) {
     let _ = writeln!(
         out,
@@ -237,33 +239,17 @@ fn ledger_table(out: &mut String, arms: &[ArmRounds]) {
     let Some(direct) = find(arms, Arm::Direct) else {
         return;
     };
-    for prepaid in [false, true] {
-        let (Some(zero), Some(slow)) = (
-            find(
-                arms,
-                Arm::Tollgate {
-                    prepaid,
-                    blnk_like: false,
-                },
-            ),
-            find(
-                arms,
-                Arm::Tollgate {
-                    prepaid,
-                    blnk_like: true,
-                },
-            ),
-        ) else {
+    for (name, zero_arm, slow_arm) in blnk_like_pairs() {
+        let (Some(zero), Some(slow)) = (find(arms, zero_arm), find(arms, slow_arm)) else {
             continue;
         };
         let zero_added = added(zero, direct, |r| r.latency.p50);
         let slow_added = added(slow, direct, |r| r.latency.p50);
-        let critical = critical_ledger_ns(slow, prepaid);
+        let critical = critical_ledger_ns(slow, slow_arm.prepaid());
         let difference = slow_added - zero_added;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            if prepaid { "prepaid" } else { "postpaid" },
+            "| {name} | {} | {} | {} | {} | {} | {} |",
             us(zero_added),
             us(slow_added),
             us(difference),
@@ -273,14 +259,60 @@ fn ledger_table(out: &mut String, arms: &[ArmRounds]) {
         );
     }
     let _ = writeln!(out);
+    body_sizes(out, arms);
 }
 
-/// Returns the stub's mean time for the ledger calls a request waits for.
-pub fn critical_ledger_ns(arm: &ArmRounds, prepaid: bool) -> i64 {
+/// Returns each billing's arms at zero and at Blnk-like ledger latency, named for the ledger
+/// table.
+fn blnk_like_pairs() -> Vec<(&'static str, Arm, Arm)> {
+    let mut pairs = Vec::new();
+    for prepaid in [false, true] {
+        let toll = |blnk_like| Arm::Tollgate { prepaid, blnk_like };
+        let floor = |blnk_like| Arm::Floor { prepaid, blnk_like };
+        let (toll_name, floor_name) = if prepaid {
+            ("prepaid", "prepaid floor")
+        } else {
+            ("postpaid", "postpaid floor")
+        };
+        pairs.push((toll_name, toll(false), toll(true)));
+        pairs.push((floor_name, floor(false), floor(true)));
+    }
+    pairs
+}
+
+/// Writes the mean request body sizes of the hold and the charge that tollgate and the floor
+/// sent, so a reader can check that the floor posts bodies of tollgate's size.
+fn body_sizes(out: &mut String, arms: &[ArmRounds]) {
+    let mean = |arm: Arm, call: Call| {
+        find(arms, arm).map_or_else(
+            || "—".to_string(),
+            |result| format!("{} B", total_counters(result).mean_body_bytes(call)),
+        )
+    };
+    let _ = writeln!(
+        out,
+        "Mean request body, floor / tollgate, ledger 0 ms: charge {} / {} (postpaid), {} / {} (prepaid); hold {} / {} (prepaid).\n",
+        mean(Arm::POSTPAID_FLOOR, Call::Bulk),
+        mean(Arm::POSTPAID, Call::Bulk),
+        mean(Arm::PREPAID_FLOOR, Call::Bulk),
+        mean(Arm::PREPAID, Call::Bulk),
+        mean(Arm::PREPAID_FLOOR, Call::Hold),
+        mean(Arm::PREPAID, Call::Hold),
+    );
+}
+
+/// Returns the ledger counters of all of `arm`'s rounds together.
+fn total_counters(arm: &ArmRounds) -> crate::ledger::Counters {
     let mut total = crate::ledger::Counters::default();
     for round in &arm.rounds {
         total.add(&round.ledger);
     }
+    total
+}
+
+/// Returns the stub's mean time for the ledger calls a request waits for.
+pub fn critical_ledger_ns(arm: &ArmRounds, prepaid: bool) -> i64 {
+    let total = total_counters(arm);
     let hold = if prepaid {
         total.mean_ns(Call::Hold)
     } else {
@@ -290,10 +322,7 @@ pub fn critical_ledger_ns(arm: &ArmRounds, prepaid: bool) -> i64 {
 }
 
 fn calls_per_request(arm: &ArmRounds) -> String {
-    let mut total = crate::ledger::Counters::default();
-    for round in &arm.rounds {
-        total.add(&round.ledger);
-    }
+    let total = total_counters(arm);
     let ok: u64 = arm.rounds.iter().map(|round| round.ok).sum::<u64>().max(1);
     let per = |call| total.calls_of(call) as f64 / ok as f64;
     format!(

@@ -183,14 +183,22 @@ pub fn sustainable(rounds: &[Round]) -> bool {
     complete && median(&p99s) <= crate::stats::signed(SUSTAINABLE_P99.as_nanos() as u64)
 }
 
-/// Streamed requests: time to the first chunk, and each chunk's transit from upstream.
+/// Streamed requests: time to the first chunk, and each chunk's transit from upstream. The
+/// prepaid floor places its hold and then streams the response through without a charge, so
+/// it bounds the prepaid arm's time to the first chunk.
 pub async fn streams(rig: &Rig, settings: &Settings) -> Vec<ArmRounds> {
     let shape = Shape {
         latency: settings.upstream_latency,
         stream: Some((settings.stream_chunks, settings.stream_interval)),
     };
     let request = Request::chat(shape);
-    let arms = [Arm::Direct, Arm::Hop, Arm::POSTPAID, Arm::PREPAID];
+    let arms = [
+        Arm::Direct,
+        Arm::Hop,
+        Arm::PREPAID_FLOOR,
+        Arm::POSTPAID,
+        Arm::PREPAID,
+    ];
     rig.compare(
         &arms,
         &request,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, header};
 
+pub use crate::arms::Arm;
+
 use crate::BenchError;
 use crate::ledger::{Counters, LedgerStub};
 use crate::load::{self, Client, Outcome, Plan, Template};
@@ -23,17 +25,8 @@ pub const MAX_IN_FLIGHT: usize = 4000;
 pub const PREPAID_CUSTOMER: &str = "bench-prepaid";
 pub const POSTPAID_CUSTOMER: &str = "bench-postpaid";
 
-/// The route one arm sends its load along.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arm {
-    /// Straight to the mock upstream.
-    Direct,
-    /// Through the bare hyper hop.
-    Hop,
-    /// Through tollgate, for a prepaid (hold and charge) or postpaid (charge only) customer,
-    /// with the ledger stub at zero latency or at Blnk-like latency.
-    Tollgate { prepaid: bool, blnk_like: bool },
-}
+/// The model of every bench request.
+pub const BENCH_MODEL: &str = "gpt-4o-mini";
 
 /// The shape of the upstream's response in one phase.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +42,8 @@ pub struct Rig {
     pub upstream: SocketAddr,
     pub ledger: LedgerStub,
     pub hop: Child,
+    /// The hop in its floor mode, calling the ledger stub's floor port.
+    pub floor: Child,
     pub tollgate: Child,
     pub dir: tempfile::TempDir,
 }
@@ -64,8 +59,9 @@ pub struct Round {
     pub errors: u64,
     pub first_error: Option<String>,
     pub achieved_rate: f64,
-    /// CPU time of the process under test (tollgate or the hop) during the round.
+    /// CPU time of the process under test (tollgate, the hop or the floor) during the round.
     pub cpu: CpuTime,
+    /// Ledger calls of the arm's [`Arm::ledger_caller`] during the round.
     pub ledger: Counters,
 }
 
@@ -74,61 +70,6 @@ pub struct Round {
 pub struct ArmRounds {
     pub arm: Arm,
     pub rounds: Vec<Round>,
-}
-
-impl Arm {
-    pub const LATENCY_ARMS: [Arm; 6] = [
-        Arm::Direct,
-        Arm::Hop,
-        Arm::Tollgate {
-            prepaid: false,
-            blnk_like: false,
-        },
-        Arm::Tollgate {
-            prepaid: true,
-            blnk_like: false,
-        },
-        Arm::Tollgate {
-            prepaid: false,
-            blnk_like: true,
-        },
-        Arm::Tollgate {
-            prepaid: true,
-            blnk_like: true,
-        },
-    ];
-
-    pub const POSTPAID: Arm = Arm::Tollgate {
-        prepaid: false,
-        blnk_like: false,
-    };
-    pub const PREPAID: Arm = Arm::Tollgate {
-        prepaid: true,
-        blnk_like: false,
-    };
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Arm::Direct => "direct",
-            Arm::Hop => "bare hop",
-            Arm::Tollgate {
-                prepaid: false,
-                blnk_like: false,
-            } => "tollgate postpaid, ledger 0 ms",
-            Arm::Tollgate {
-                prepaid: true,
-                blnk_like: false,
-            } => "tollgate prepaid, ledger 0 ms",
-            Arm::Tollgate {
-                prepaid: false,
-                blnk_like: true,
-            } => "tollgate postpaid, Blnk-like ledger",
-            Arm::Tollgate {
-                prepaid: true,
-                blnk_like: true,
-            } => "tollgate prepaid, Blnk-like ledger",
-        }
-    }
 }
 
 impl Rig {
@@ -144,22 +85,8 @@ impl Rig {
             .await
             .map_err(|source| BenchError::io("starting the ledger stub", source))?;
 
-        let hop_log = dir.path().join("hop.log");
-        let upstream_arg = upstream.to_string();
-        let hop = tokio::task::spawn_blocking(move || {
-            Child::spawn(
-                "hop",
-                &[],
-                &["serve-hop", "--upstream", &upstream_arg],
-                &[],
-                &hop_log,
-            )
-        })
-        .await
-        .map_err(|error| BenchError::Child {
-            name: "hop",
-            detail: error.to_string(),
-        })??;
+        let hop = spawn_hop("hop", upstream, None, dir.path()).await?;
+        let floor = spawn_hop("floor", upstream, Some(ledger.floor_addr), dir.path()).await?;
 
         let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
         let env = vec![
@@ -207,6 +134,7 @@ impl Rig {
             upstream,
             ledger,
             hop,
+            floor,
             tollgate,
             dir,
         })
@@ -215,6 +143,7 @@ impl Rig {
     /// Stops the child processes.
     pub fn stop(self) {
         self.hop.stop();
+        self.floor.stop();
         self.tollgate.stop();
     }
 
@@ -222,6 +151,7 @@ impl Rig {
         let addr = match arm {
             Arm::Direct => self.upstream,
             Arm::Hop => self.hop.addr,
+            Arm::Floor { .. } => self.floor.addr,
             Arm::Tollgate { .. } => self.tollgate.addr,
         };
         format!("http://{addr}")
@@ -231,6 +161,7 @@ impl Rig {
         match arm {
             Arm::Direct => CpuTime::default(),
             Arm::Hop => self.hop.cpu_time(),
+            Arm::Floor { .. } => self.floor.cpu_time(),
             Arm::Tollgate { .. } => self.tollgate.cpu_time(),
         }
     }
@@ -243,13 +174,7 @@ impl Rig {
         rate: u32,
         duration: Duration,
     ) -> Round {
-        self.ledger.set_blnk_like(matches!(
-            arm,
-            Arm::Tollgate {
-                blnk_like: true,
-                ..
-            }
-        ));
+        self.ledger.set_blnk_like(arm.blnk_like());
         let plan = Plan {
             base: self.base(arm),
             template: Arc::clone(template),
@@ -258,10 +183,13 @@ impl Rig {
             max_in_flight: MAX_IN_FLIGHT,
         };
         let cpu_before = self.process_cpu(arm);
-        let ledger_before = self.ledger.counters();
+        let ledger_before = self.ledger.counters(arm.ledger_caller());
         let outcome = load::run(&self.client, &plan).await;
         let cpu = self.process_cpu(arm).since(cpu_before);
-        let ledger = self.ledger.counters().since(&ledger_before);
+        let ledger = self
+            .ledger
+            .counters(arm.ledger_caller())
+            .since(&ledger_before);
         summarise(outcome, cpu, ledger)
     }
 
@@ -306,6 +234,34 @@ impl Rig {
     }
 }
 
+/// Starts the harness binary again as the bare hop in front of `upstream`, or as the floor
+/// when `ledger` is given, logging to `<name>.log` in `dir`.
+async fn spawn_hop(
+    name: &'static str,
+    upstream: SocketAddr,
+    ledger: Option<SocketAddr>,
+    dir: &Path,
+) -> Result<Child, BenchError> {
+    let log = dir.join(format!("{name}.log"));
+    let mut args = vec![
+        "serve-hop".to_string(),
+        "--upstream".into(),
+        upstream.to_string(),
+    ];
+    if let Some(ledger) = ledger {
+        args.extend(["--ledger".to_string(), ledger.to_string()]);
+    }
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Child::spawn(name, &[], &args, &[], &log)
+    })
+    .await
+    .map_err(|error| BenchError::Child {
+        name,
+        detail: error.to_string(),
+    })?
+}
+
 /// The request a phase sends: the body and the shape of the upstream's response.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -322,7 +278,7 @@ impl Request {
             ""
         };
         let body = format!(
-            r#"{{"model":"gpt-4o-mini","max_tokens":64{stream},"messages":[{{"role":"system","content":"You are a concise assistant."}},{{"role":"user","content":"Explain double-entry bookkeeping in one sentence."}}]}}"#
+            r#"{{"model":"{BENCH_MODEL}","max_tokens":64{stream},"messages":[{{"role":"system","content":"You are a concise assistant."}},{{"role":"user","content":"Explain double-entry bookkeeping in one sentence."}}]}}"#
         );
         Request {
             body: Bytes::from(body),
@@ -348,9 +304,10 @@ impl Request {
 /// Builds the request template of `arm`. The customer header picks the billing, and only tollgate
 /// arms expect a recorded charge.
 pub fn template(arm: Arm, request: &Request) -> Template {
-    let customer = match arm {
-        Arm::Tollgate { prepaid: true, .. } => PREPAID_CUSTOMER,
-        _ => POSTPAID_CUSTOMER,
+    let customer = if arm.prepaid() {
+        PREPAID_CUSTOMER
+    } else {
+        POSTPAID_CUSTOMER
     };
     let mut headers = vec![
         (

@@ -81,7 +81,8 @@ pub fn stream_table(out: &mut String, arms: &[ArmRounds], settings: &Settings) {
         out,
         "## Streams\n\n{} streams/s, {} content chunks {} µs apart. TTFB runs from the scheduled send to the first body byte; \
          transit from the upstream's send time of a chunk to its arrival at the client. Overheads are per-round differences \
-         to direct.\n",
+         to direct. The prepaid floor places the hold and then streams the response through with no charge, so only its \
+         TTFB is a floor for tollgate's.\n",
         settings.stream_rate,
         settings.stream_chunks,
         settings.stream_interval.as_micros()

@@ -38,7 +38,8 @@ pub type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
 const MODEL: &str = "gpt-4o-mini-2024-07-18";
 
-const COMPLETION: &str = concat!(
+/// The non-streaming response body.
+pub const COMPLETION: &str = concat!(
     r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1767225600,"model":"gpt-4o-mini-2024-07-18","#,
     r#""choices":[{"index":0,"message":{"role":"assistant","content":"Every debit has a matching credit."},"#,
     r#""finish_reason":"stop"}],"usage":{"prompt_tokens":31,"completion_tokens":8,"total_tokens":39,"#,
