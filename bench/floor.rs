@@ -215,7 +215,7 @@ fn charge_body(
         tokens_balance_id: format!("bln_tokens_{customer}"),
         amount: cost.amount,
         tokens: usage.billable_tokens(),
-        metadata,
+        metadata: metadata.into(),
         effective_date: started_at,
         attempt: 1,
     };
