@@ -8,10 +8,18 @@ use http::Uri;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-/// Failure to set up TLS certificate verification while building a client.
+/// Failure to build a client.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up TLS certificate verification with the system's trust store: {0}")]
-pub struct BuildError(#[source] pub(super) rustls::Error);
+pub enum BuildError {
+    #[error("cannot set up TLS certificate verification with the system's trust store: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error(
+        "the proxy named by HTTPS_PROXY, HTTP_PROXY or ALL_PROXY uses {scheme}://, but only \
+         http:// proxies are supported; set an http:// proxy URL, or list the server's host in \
+         NO_PROXY"
+    )]
+    ProxyScheme { scheme: String },
+}
 
 /// A call that failed before its response was complete: while connecting, while sending the
 /// request and waiting for the response head, or while reading the response body. Boxed, so

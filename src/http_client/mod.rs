@@ -1,9 +1,11 @@
 //! The pooled HTTP client behind the Blnk client and the upstream client: hyper-util's
 //! legacy client over plain TCP or rustls, with HTTP/2 when a TLS server offers it through
-//! ALPN and HTTP/1.1 otherwise. It follows no redirects and uses no proxy.
+//! ALPN and HTTP/1.1 otherwise. It follows no redirects, and it uses a proxy only on a
+//! [`Route::Proxy`] route.
 
 mod connect;
 mod error;
+mod route;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +21,10 @@ use rustls::crypto::CryptoProvider;
 
 pub use connect::TimedConnector;
 pub use error::{BuildError, TransportError, describe};
+pub use route::{Route, RoutedConnector, RoutedStream};
 
 /// A pooled client that sends bodies held whole in memory.
-pub type HttpClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>;
+pub type HttpClient = Client<TimedConnector<HttpsConnector<RoutedConnector>>, Full<Bytes>>;
 
 /// Time between TCP keepalive probes once the first one went unanswered.
 const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -34,7 +37,7 @@ const TCP_KEEPALIVE_RETRIES: u32 = 3;
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connection and pool settings of one client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Maximum time for the DNS lookup, the TCP connect and the TLS handshake together.
     pub connect_timeout: Duration,
@@ -42,17 +45,20 @@ pub struct Settings {
     pub tcp_keepalive: Duration,
     /// How long an idle pooled connection is kept open for reuse.
     pub pool_idle_timeout: Duration,
+    /// The way to the server: directly or through a proxy.
+    pub route: Route,
 }
 
 /// Builds a client with `TCP_NODELAY`, TCP keepalive, and certificates verified against the
 /// operating system's trust store by rustls-platform-verifier. Fails only when that verifier
 /// cannot be set up.
 pub fn build(settings: Settings) -> Result<HttpClient, BuildError> {
+    let connect_timeout = settings.connect_timeout;
     let mut tcp = HttpConnector::new();
     // The TLS layer above decides the scheme, so the TCP layer must accept https:// too.
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
-    tcp.set_connect_timeout(Some(settings.connect_timeout));
+    tcp.set_connect_timeout(Some(connect_timeout));
     tcp.set_keepalive(Some(settings.tcp_keepalive));
     tcp.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
     tcp.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
@@ -63,8 +69,8 @@ pub fn build(settings: Settings) -> Result<HttpClient, BuildError> {
         .with_tls_config(tls_config()?)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(tcp);
-    let connector = TimedConnector::new(tls, settings.connect_timeout);
+        .wrap_connector(RoutedConnector::new(tcp, settings.route));
+    let connector = TimedConnector::new(tls, connect_timeout);
     let client = Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -82,7 +88,7 @@ fn tls_config() -> Result<ClientConfig, BuildError> {
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|builder| builder.try_with_platform_verifier())
-        .map_err(BuildError)?
+        .map_err(BuildError::Tls)?
         .with_no_client_auth();
     Ok(config)
 }

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::LedgerError;
 use super::uri::BaseUri;
-use crate::http_client::{self, HttpClient, TransportError};
+use crate::http_client::{self, HttpClient, Route, TransportError};
 use crate::secret::Secret;
 
 /// Maximum wait for a connection (DNS lookup, TCP connect and TLS handshake). The request
@@ -87,6 +87,7 @@ impl BlnkClient {
             connect_timeout: timeout.min(MAX_CONNECT_TIMEOUT),
             tcp_keepalive: TCP_KEEPALIVE,
             pool_idle_timeout: POOL_IDLE_TIMEOUT,
+            route: Route::Direct,
         })
         .map_err(|error| LedgerError::InvalidConfig {
             detail: format!("cannot build the HTTP client for Blnk: {error}"),

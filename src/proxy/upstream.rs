@@ -10,13 +10,13 @@ use hyper::body::Incoming;
 
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
-use crate::http_client::{self, BuildError, HttpClient, TransportError, describe};
+use crate::http_client::{self, BuildError, HttpClient, Route, TransportError, describe};
 
 /// Failure to build the upstream client.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamClientError {
     #[error(transparent)]
-    Tls(#[from] BuildError),
+    Build(#[from] BuildError),
     #[error(
         "invalid upstream URL {url:?}: {reason}; set an http or https URL such as https://api.openai.com"
     )]
@@ -34,8 +34,9 @@ pub type UpstreamResponse = Response<Incoming>;
 
 /// A keep-alive client for upstream with `TCP_NODELAY` and the configured connect timeout.
 /// It follows no redirects, so a 3xx from upstream comes back as the response and the proxy
-/// relays its status and `Location` header to the client. It uses no proxy, also when proxy
-/// environment variables are set.
+/// relays its status and `Location` header to the client. It goes through the HTTP proxy
+/// that `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` names for upstream's URL, unless
+/// `NO_PROXY` lists its host.
 #[derive(Clone)]
 pub struct UpstreamClient {
     http: HttpClient,
@@ -43,23 +44,42 @@ pub struct UpstreamClient {
     authority: Authority,
     /// The path of the configured URL without a trailing `/`, such as `/openai`, or empty.
     prefix: String,
+    /// `Proxy-Authorization` of every request when requests go to an http upstream through
+    /// a proxy whose URL has a user and password.
+    proxy_authorization: Option<HeaderValue>,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
 }
 
 impl UpstreamClient {
     pub fn new(config: &UpstreamConfig) -> Result<Self, UpstreamClientError> {
+        let (scheme, authority, prefix) = split_base(&config.url)?;
+        let server = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|error| UpstreamClientError::InvalidUrl {
+                url: config.url.clone(),
+                reason: error.to_string(),
+            })?;
+        let route = Route::from_env(&server)?;
+        if let Route::Proxy { proxy, .. } = &route {
+            tracing::info!(%proxy, "upstream requests go through the proxy from the environment");
+        }
+        let proxy_authorization = route.forward_authorization(&server).cloned();
         let http = http_client::build(http_client::Settings {
             connect_timeout: config.connect_timeout,
             tcp_keepalive: TCP_KEEPALIVE,
             pool_idle_timeout: POOL_IDLE_TIMEOUT,
+            route,
         })?;
-        let (scheme, authority, prefix) = split_base(&config.url)?;
         Ok(UpstreamClient {
             http,
             scheme,
             authority,
             prefix,
+            proxy_authorization,
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
         })
@@ -78,10 +98,13 @@ impl UpstreamClient {
         body: Bytes,
     ) -> Result<UpstreamResponse, ProxyError> {
         let uri = self.uri(path_and_query)?;
-        // hyper 1 sends no Content-Length for an empty body, but RFC 9110 (section 8.6) asks
-        // a client to send `Content-Length: 0` with a POST that has no content.
+        // hyper 1 sends no Content-Length for an empty body, but under RFC 9110 (section 8.6)
+        // a client sends `Content-Length: 0` with a POST that has no content.
         if body.is_empty() && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        if let Some(value) = &self.proxy_authorization {
+            headers.insert(header::PROXY_AUTHORIZATION, value.clone());
         }
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
