@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod customers;
 pub mod error;
+pub mod http_client;
 pub mod ids;
 pub mod invoice;
 pub mod ledger;

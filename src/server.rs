@@ -30,7 +30,7 @@ pub enum StartError {
     #[error("ledger client: {0}")]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("upstream client: {0}")]
-    Upstream(#[from] reqwest::Error),
+    Upstream(#[from] crate::proxy::UpstreamClientError),
     #[error("client keys: {0}")]
     ClientKeys(#[from] crate::auth::ClientKeyError),
     #[error("cannot listen on {addr}: {source}")]

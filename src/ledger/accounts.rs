@@ -1,7 +1,7 @@
 //! Calls on ledgers, identities and balances: the records that hold customers' money.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use reqwest::Method;
+use http::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -110,9 +110,12 @@ impl BlnkClient {
         at: DateTime<Utc>,
     ) -> Result<HistoricalBalance, LedgerError> {
         const OPERATION: &str = "balance_at";
-        let mut url = self.url(OPERATION, &["balances", id, "at"])?;
         let timestamp = at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-        url.query_pairs_mut().append_pair("timestamp", &timestamp);
+        let url = self.url_with_query(
+            OPERATION,
+            &["balances", id, "at"],
+            Some(("timestamp", &timestamp)),
+        )?;
         let body: HistoricalBalanceBody = self.get(OPERATION, url).await?;
         Ok(HistoricalBalance::from(body))
     }

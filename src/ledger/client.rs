@@ -5,16 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, RequestBuilder, Url};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::LedgerError;
+use super::uri::BaseUri;
+use crate::http_client::{self, HttpClient, Route, TransportError};
 use crate::secret::Secret;
 
-/// Maximum wait for a TCP connection. The request timeout still bounds the whole call, and
-/// this shorter bound makes an unreachable host fail fast when the request timeout is long.
+/// Maximum wait for a connection (DNS lookup, TCP connect and TLS handshake). The request
+/// timeout still bounds the whole call, and this shorter bound makes an unreachable host fail
+/// fast when the request timeout is long.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an idle pooled connection is kept open for reuse.
@@ -28,6 +32,9 @@ const MAX_BODY_EXCERPT: usize = 200;
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 const BLNK_KEY_HEADER: HeaderName = HeaderName::from_static("x-blnk-key");
+
+const TOLLGATE_USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION")));
 
 /// Initial capacity of a request body buffer, enough for a typical transaction.
 const BODY_CAPACITY: usize = 1024;
@@ -43,14 +50,18 @@ pub struct BlnkClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
-    base: Url,
-    /// URLs of the frequent calls, built once.
-    health: Url,
-    transactions: Url,
-    bulk: Url,
-    balances_filter: Url,
-    transactions_filter: Url,
+    http: HttpClient,
+    base: BaseUri,
+    /// Headers sent with every call: `Accept`, `User-Agent` and the key, if any.
+    headers: HeaderMap,
+    /// Maximum time of one call, from connect to the last byte of the response body.
+    timeout: Duration,
+    /// URIs of the frequent calls, built once.
+    health: Uri,
+    transactions: Uri,
+    bulk: Uri,
+    balances_filter: Uri,
+    transactions_filter: Uri,
 }
 
 impl BlnkClient {
@@ -59,40 +70,43 @@ impl BlnkClient {
     /// `api_key` is sent as `X-Blnk-Key` on every request. It must be Blnk's master key:
     /// Blnk rewrites the JSON body of a POST made with a scoped key through 64-bit floats,
     /// which corrupts integers above 2^53. `timeout` bounds each call from connect to the
-    /// last byte of the response. Proxy environment variables are ignored.
+    /// last byte of the response. The client follows no redirects and uses no proxy, also
+    /// when proxy environment variables are set.
     pub fn new(
         base_url: &str,
         api_key: Option<Secret>,
         timeout: Duration,
     ) -> Result<BlnkClient, LedgerError> {
-        let base = parse_base_url(base_url)?;
+        let base = BaseUri::parse(base_url)?;
         if timeout.is_zero() {
             return Err(LedgerError::InvalidConfig {
                 detail: "the Blnk request timeout must be greater than zero".to_string(),
             });
         }
+        let http = http_client::build(http_client::Settings {
+            connect_timeout: timeout.min(MAX_CONNECT_TIMEOUT),
+            tcp_keepalive: TCP_KEEPALIVE,
+            pool_idle_timeout: POOL_IDLE_TIMEOUT,
+            route: Route::Direct,
+        })
+        .map_err(|error| LedgerError::InvalidConfig {
+            detail: format!("cannot build the HTTP client for Blnk: {error}"),
+        })?;
 
-        let http = reqwest::Client::builder()
-            .default_headers(default_headers(api_key.as_ref())?)
-            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout)
-            .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
-            .tcp_nodelay(true)
-            .tcp_keepalive(TCP_KEEPALIVE)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|error| LedgerError::InvalidConfig {
-                detail: format!("cannot build the HTTP client for Blnk: {error}"),
-            })?;
-
+        let fixed = |segments: &[&str]| {
+            base.join(segments, None)
+                .map_err(|error| LedgerError::InvalidConfig {
+                    detail: format!("cannot build a Blnk URL from {:?}: {error}", base.as_str()),
+                })
+        };
         let inner = Inner {
-            health: join(&base, &["health"]),
-            transactions: join(&base, &["transactions"]),
-            bulk: join(&base, &["transactions", "bulk"]),
-            balances_filter: join(&base, &["balances", "filter"]),
-            transactions_filter: join(&base, &["transactions", "filter"]),
+            health: fixed(&["health"])?,
+            transactions: fixed(&["transactions"])?,
+            bulk: fixed(&["transactions", "bulk"])?,
+            balances_filter: fixed(&["balances", "filter"])?,
+            transactions_filter: fixed(&["transactions", "filter"])?,
+            headers: default_headers(api_key.as_ref())?,
+            timeout,
             http,
             base,
         };
@@ -101,23 +115,23 @@ impl BlnkClient {
         })
     }
 
-    pub(super) fn health_url(&self) -> Url {
+    pub(super) fn health_url(&self) -> Uri {
         self.inner.health.clone()
     }
 
-    pub(super) fn transactions_url(&self) -> Url {
+    pub(super) fn transactions_url(&self) -> Uri {
         self.inner.transactions.clone()
     }
 
-    pub(super) fn bulk_url(&self) -> Url {
+    pub(super) fn bulk_url(&self) -> Uri {
         self.inner.bulk.clone()
     }
 
-    pub(super) fn balances_filter_url(&self) -> Url {
+    pub(super) fn balances_filter_url(&self) -> Uri {
         self.inner.balances_filter.clone()
     }
 
-    pub(super) fn transactions_filter_url(&self) -> Url {
+    pub(super) fn transactions_filter_url(&self) -> Uri {
         self.inner.transactions_filter.clone()
     }
 
@@ -128,7 +142,17 @@ impl BlnkClient {
         &self,
         operation: &'static str,
         segments: &[&str],
-    ) -> Result<Url, LedgerError> {
+    ) -> Result<Uri, LedgerError> {
+        self.url_with_query(operation, segments, None)
+    }
+
+    /// Builds the URL of `segments` as [`BlnkClient::url`] does, with one query parameter.
+    pub(super) fn url_with_query(
+        &self,
+        operation: &'static str,
+        segments: &[&str],
+        query: Option<(&str, &str)>,
+    ) -> Result<Uri, LedgerError> {
         let invalid = segments
             .iter()
             .find(|segment| matches!(**segment, "" | "." | ".."));
@@ -138,16 +162,22 @@ impl BlnkClient {
                 detail: format!("{segment:?} is not a valid id"),
             });
         }
-        Ok(join(&self.inner.base, segments))
+        self.inner
+            .base
+            .join(segments, query)
+            .map_err(|error| LedgerError::InvalidRequest {
+                operation,
+                detail: format!("cannot build the URL of {segments:?}: {error}"),
+            })
     }
 
     /// Sends a GET and returns the raw body of a 2xx response.
     pub(super) async fn get_bytes(
         &self,
         operation: &'static str,
-        url: Url,
+        url: Uri,
     ) -> Result<Bytes, LedgerError> {
-        let request = self.inner.http.get(url);
+        let request = self.request(Method::GET, url, None);
         crate::telemetry::ledger::observe(operation, self.execute(operation, request)).await
     }
 
@@ -155,7 +185,7 @@ impl BlnkClient {
     pub(super) async fn get<T: DeserializeOwned>(
         &self,
         operation: &'static str,
-        url: Url,
+        url: Uri,
     ) -> Result<T, LedgerError> {
         let body = self.get_bytes(operation, url).await?;
         decode(operation, &body)
@@ -166,7 +196,7 @@ impl BlnkClient {
         &self,
         operation: &'static str,
         method: Method,
-        url: Url,
+        url: Uri,
         body: &B,
     ) -> Result<T, LedgerError>
     where
@@ -178,32 +208,57 @@ impl BlnkClient {
             operation,
             detail: format!("cannot encode the request body: {error}"),
         })?;
-        let request = self
-            .inner
-            .http
-            .request(method, url)
-            .header(CONTENT_TYPE, APPLICATION_JSON)
-            .body(payload);
+        let request = self.request(method, url, Some(payload));
         let response =
             crate::telemetry::ledger::observe(operation, self.execute(operation, request)).await?;
         decode(operation, &response)
     }
 
-    /// Sends the request and sorts every failure: transport errors, then non-2xx statuses.
+    /// Builds a request with the default headers, and `Content-Type: application/json` when
+    /// it has a body.
+    fn request(&self, method: Method, url: Uri, json: Option<Vec<u8>>) -> Request<Full<Bytes>> {
+        let mut headers = self.inner.headers.clone();
+        let body = match json {
+            Some(json) => {
+                headers.insert(CONTENT_TYPE, APPLICATION_JSON);
+                Bytes::from(json)
+            }
+            None => Bytes::new(),
+        };
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = url;
+        *request.headers_mut() = headers;
+        request
+    }
+
+    /// Sends the request and reads the whole response within the call timeout, then sorts
+    /// every failure: timeouts, other transport errors, then non-2xx statuses.
     async fn execute(
         &self,
         operation: &'static str,
-        request: RequestBuilder,
+        request: Request<Full<Bytes>>,
     ) -> Result<Bytes, LedgerError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|error| transport_error(operation, error))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| transport_error(operation, error))?;
+        let uri = request.uri().clone();
+        let exchange = async {
+            let response = self
+                .inner
+                .http
+                .request(request)
+                .await
+                .map_err(|error| TransportError::request(uri.clone(), error))?;
+            let (head, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|error| TransportError::body(uri.clone(), error))?;
+            Ok::<_, TransportError>((head.status, body.to_bytes()))
+        };
+        let (status, body) = match tokio::time::timeout(self.inner.timeout, exchange).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(transport_error(operation, error)),
+            Err(_) => return Err(LedgerError::Timeout { operation }),
+        };
 
         if status.is_success() {
             Ok(body)
@@ -226,23 +281,10 @@ impl fmt::Debug for BlnkClient {
     }
 }
 
-fn parse_base_url(base_url: &str) -> Result<Url, LedgerError> {
-    let invalid = |reason: &str| LedgerError::InvalidConfig {
-        detail: format!("invalid Blnk URL {base_url:?}: {reason}"),
-    };
-    let url = Url::parse(base_url).map_err(|error| invalid(&error.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid("expected an http:// or https:// URL"));
-    }
-    if url.cannot_be_a_base() || url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("expected a base URL without query or fragment"));
-    }
-    Ok(url)
-}
-
 fn default_headers(api_key: Option<&Secret>) -> Result<HeaderMap, LedgerError> {
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(4);
     headers.insert(ACCEPT, APPLICATION_JSON);
+    headers.insert(USER_AGENT, TOLLGATE_USER_AGENT);
     if let Some(key) = api_key {
         // The message leaves the key out on purpose.
         let mut value =
@@ -256,17 +298,7 @@ fn default_headers(api_key: Option<&Secret>) -> Result<HeaderMap, LedgerError> {
     Ok(headers)
 }
 
-/// Appends `segments` to the base URL's path. `parse_base_url` rejected URLs that cannot be
-/// a base, so the path is always editable.
-fn join(base: &Url, segments: &[&str]) -> Url {
-    let mut url = base.clone();
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend(segments);
-    }
-    url
-}
-
-fn transport_error(operation: &'static str, error: reqwest::Error) -> LedgerError {
+fn transport_error(operation: &'static str, error: TransportError) -> LedgerError {
     if error.is_timeout() {
         LedgerError::Timeout { operation }
     } else {
@@ -337,7 +369,7 @@ mod tests {
         ];
         for (base, expected) in cases {
             let client = BlnkClient::new(base, None, timeout).expect("valid base");
-            assert_eq!(client.bulk_url().as_str(), expected);
+            assert_eq!(client.bulk_url().to_string(), expected);
         }
     }
 

@@ -72,11 +72,11 @@ pub enum LedgerError {
 
     #[error(
         "failed to reach Blnk for {operation}: {}; check BLNK_URL and that Blnk is running",
-        error_chain(source)
+        crate::http_client::describe(source)
     )]
     Unreachable {
         operation: &'static str,
-        source: reqwest::Error,
+        source: crate::http_client::TransportError,
     },
 
     #[error("Blnk sent an invalid response to {operation}: {detail}")]
@@ -277,22 +277,6 @@ fn code_suffix(code: &Option<String>) -> String {
         Some(code) => format!(" {code}"),
         None => String::new(),
     }
-}
-
-/// Joins an error and its causes, because reqwest's own message ("error sending request")
-/// leaves the useful part, such as "Connection refused", to its sources.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        cause = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod error;
 mod model;
 mod requests;
 mod transactions;
+mod uri;
 mod wire;
 
 pub use client::BlnkClient;

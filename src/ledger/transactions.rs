@@ -1,6 +1,6 @@
 //! Calls that move money: transactions, bulks, holds, and reading transactions back.
 
-use reqwest::Method;
+use http::Method;
 
 use super::requests::{InflightUpdate, MAX_PAGE_SIZE};
 use super::{

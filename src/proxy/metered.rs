@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Collected, Limited};
 use tracing::{Instrument, field};
 
 use crate::accounts::{Account, Lookup};
@@ -18,6 +18,7 @@ use crate::auth::Caller;
 use crate::billing::HoldError;
 use crate::billing::request::{RequestFacts, force_include_usage};
 use crate::error::ProxyError;
+use crate::http_client::describe;
 use crate::ids::{CustomerId, RequestId};
 use crate::limits::check_json_depth;
 use crate::money::Usd;
@@ -28,6 +29,7 @@ use super::AppState;
 use super::headers::{client_response_headers, forwarded};
 use super::ledger_step::{BilledUsage, Metering, Receipt};
 use super::stream;
+use super::upstream::UpstreamResponse;
 
 pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
@@ -379,12 +381,17 @@ async fn available_funds(state: &AppState, account: &Account) -> Option<Usd> {
 
 /// Relays a non-2xx upstream response unchanged.
 async fn relay_unbilled(
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     operator_key: bool,
 ) -> Result<Response, ProxyError> {
-    let status = upstream.status();
-    let headers = client_response_headers(upstream.headers(), operator_key);
-    let body = upstream.bytes().await.unwrap_or_default();
+    let (head, body) = upstream.into_parts();
+    let status = head.status;
+    let headers = client_response_headers(&head.headers, operator_key);
+    let body = body
+        .collect()
+        .await
+        .map(Collected::to_bytes)
+        .unwrap_or_default();
     crate::telemetry::request::upstream_finished();
     tracing::info!(
         status = status.as_u16(),
@@ -396,21 +403,19 @@ async fn relay_unbilled(
 /// Reads a whole 2xx response, charges its usage, then returns it.
 async fn complete(
     metering: Metering,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     operator_key: bool,
 ) -> Result<Response, ProxyError> {
-    let status = upstream.status();
-    let mut headers = client_response_headers(upstream.headers(), operator_key);
+    let (head, body) = upstream.into_parts();
+    let status = head.status;
+    let mut headers = client_response_headers(&head.headers, operator_key);
     let timeout = metering.state.upstream.first_byte_timeout();
-    let body = match tokio::time::timeout(timeout, upstream.bytes()).await {
-        Ok(Ok(body)) => body,
+    let body = match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(body)) => body.to_bytes(),
         Ok(Err(error)) => {
             metering.abandon();
             return Err(ProxyError::UpstreamUnreachable {
-                detail: format!(
-                    "the response body broke off: {}",
-                    super::upstream::describe(&error)
-                ),
+                detail: format!("the response body broke off: {}", describe(&error)),
             });
         }
         Err(_) => {

@@ -25,7 +25,7 @@ use crate::error::ProxyError;
 use crate::pricing::PriceTable;
 use crate::usage::Endpoint;
 
-pub use upstream::UpstreamClient;
+pub use upstream::{UpstreamClient, UpstreamClientError};
 
 /// Shared state of the proxy listener.
 pub struct AppState {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 
 use crate::auth::Caller;
 use crate::error::ProxyError;
@@ -53,10 +54,15 @@ async fn relay(state: Arc<AppState>, request: Request, log: bool) -> Result<Resp
         .send(parts.method, &path, headers, body)
         .await?;
 
-    let status = upstream.status();
-    let headers = client_response_headers(upstream.headers(), config.upstream.api_key.is_some());
-    let stream = upstream.bytes_stream();
-    Ok(build_response(status, headers, Body::from_stream(stream)))
+    let (head, body) = upstream.into_parts();
+    let headers = client_response_headers(&head.headers, config.upstream.api_key.is_some());
+    // Data frames only: trailers from upstream are not relayed.
+    let stream = body.into_data_stream();
+    Ok(build_response(
+        head.status,
+        headers,
+        Body::from_stream(stream),
+    ))
 }
 
 /// Logs an unmetered request with its customer: the key's, or the customer header's when it

@@ -9,15 +9,18 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::DisconnectPolicy;
+use crate::http_client::describe;
 use crate::usage::{EventAction, SseFramer, StreamMeter, StreamSummary, Usage, UsageSource};
 
 use super::headers::client_response_headers;
 use super::ledger_step::{BilledUsage, Metering};
 use super::metered::{build_response, log_receipt};
+use super::upstream::UpstreamResponse;
 
 /// Largest single SSE event accepted from upstream.
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
@@ -28,7 +31,7 @@ const CLIENT_QUEUE: usize = 64;
 /// Starts relaying a 2xx streamed response and returns the client's response at once.
 pub fn relay(
     metering: Metering,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     client_wants_usage: bool,
     operator_key: bool,
 ) -> Response {
@@ -77,7 +80,7 @@ impl Client {
 
 async fn run(
     metering: Metering,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     client_wants_usage: bool,
     sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
@@ -94,7 +97,7 @@ async fn run(
     let mut meter = StreamMeter::new(metering.endpoint, client_wants_usage);
     let mut held: Vec<Bytes> = Vec::new();
     let mut events: Vec<Bytes> = Vec::new();
-    let mut body = upstream.bytes_stream();
+    let mut body = upstream.into_body().into_data_stream();
 
     let end = loop {
         let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
@@ -115,7 +118,7 @@ async fn run(
             Err(_) => break End::Failed(timeout_reason(deadline, idle)),
             Ok(None) => break End::Complete,
             Ok(Some(Err(error))) => {
-                break End::Failed(format!("upstream stream broke off: {error}"));
+                break End::Failed(format!("upstream stream broke off: {}", describe(&error)));
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
