@@ -9,7 +9,7 @@ use super::OutboxError;
 use crate::config::Durability;
 
 /// Schema version stored in `PRAGMA user_version`. Version 0 is an empty file.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for another connection's write lock before it fails with
 /// `SQLITE_BUSY`. The CLI and the server share the file, and each holds the lock for one
@@ -17,8 +17,8 @@ pub(super) const SCHEMA_VERSION: i64 = 2;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Version 1. `AUTOINCREMENT` keeps ids of purged rows from being handed out again, so an
-/// id seen in a log names one entry forever. The expression index serves
-/// `counts_for_customer`, which must use exactly the same `json_extract` expression.
+/// id seen in a log names one entry forever. Version 3 replaces the expression index on the
+/// payload's `customer_id` with an index on a column.
 const CREATE_V1: &str = "
 CREATE TABLE entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,6 +44,21 @@ CREATE INDEX entries_customer_state ON entries (json_extract(payload, '$.custome
 const UPGRADE_TO_V2: &str = "
 ALTER TABLE entries ADD COLUMN age_started_at INTEGER NOT NULL DEFAULT 0;
 UPDATE entries SET age_started_at = created_at;
+";
+
+/// Version 3 adds `customer_id`, the payload's `customer_id` field when it is text and NULL
+/// otherwise. `counts_for_customer` searches it through `entries_customer_id_state`, so an
+/// insert or a state change no longer parses the payload to maintain an expression index.
+const ADD_CUSTOMER_ID: &str = "ALTER TABLE entries ADD COLUMN customer_id TEXT;";
+
+/// Fills `customer_id` of the rows that lack it and swaps the indexes. Every payload in an
+/// older file is valid JSON, because the expression index dropped here rejected any other.
+/// The step can run again on a file that has the column already: see [`migrate`].
+const UPGRADE_TO_V3: &str = "
+UPDATE entries SET customer_id = json_extract(payload, '$.customer_id')
+    WHERE customer_id IS NULL AND json_type(payload, '$.customer_id') = 'text';
+DROP INDEX IF EXISTS entries_customer_state;
+CREATE INDEX IF NOT EXISTS entries_customer_id_state ON entries (customer_id, state);
 ";
 
 /// Which connection is being opened, which decides its flags and pragmas.
@@ -148,6 +163,17 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OutboxEr
     if found < 2 {
         tx.execute_batch(UPGRADE_TO_V2).map_err(sqlite_error)?;
     }
+    if found < 3 {
+        // A version 2 server that still runs on a file a newer CLI upgraded writes rows
+        // without `customer_id`, and after a failed write it stores version 2 again. The
+        // step then runs a second time, finds the column, and fills those rows.
+        // NOTE: rows that such a server writes while the file stays at version 3 keep a
+        // NULL `customer_id`, so `counts_for_customer` does not count them.
+        if !has_customer_id_column(&tx).map_err(sqlite_error)? {
+            tx.execute_batch(ADD_CUSTOMER_ID).map_err(sqlite_error)?;
+        }
+        tx.execute_batch(UPGRADE_TO_V3).map_err(sqlite_error)?;
+    }
     if found < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sqlite_error)?;
@@ -155,54 +181,15 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OutboxEr
     tx.commit().map_err(sqlite_error)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn version(conn: &Connection) -> i64 {
-        conn.pragma_query_value(None, "user_version", |row| row.get(0))
-            .unwrap()
-    }
-
-    #[test]
-    fn version_one_file_is_upgraded() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(CREATE_V1).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
-        conn.execute(
-            "INSERT INTO entries (request_id, kind, payload, state, created_at, updated_at, next_attempt_at)
-             VALUES ('req-1', 'charge', '{}', 'pending', 1000, 2000, 3000)",
-            [],
-        )
-        .unwrap();
-
-        migrate(&mut conn, Path::new(":memory:")).unwrap();
-        assert_eq!(version(&conn), SCHEMA_VERSION);
-        let age_started_at: i64 = conn
-            .query_row("SELECT age_started_at FROM entries", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(
-            age_started_at, 1000,
-            "an existing entry ages from its creation"
-        );
-
-        migrate(&mut conn, Path::new(":memory:")).unwrap();
-        assert_eq!(
-            version(&conn),
-            SCHEMA_VERSION,
-            "a second open changes nothing"
-        );
-    }
-
-    #[test]
-    fn newer_schema_is_rejected() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
-        let error = migrate(&mut conn, Path::new(":memory:")).unwrap_err();
-        assert!(
-            matches!(error, OutboxError::SchemaTooNew { found, .. } if found == SCHEMA_VERSION + 1),
-            "{error}"
-        );
-    }
+fn has_customer_id_column(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('entries') WHERE name = 'customer_id'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|count| count > 0)
 }
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;

@@ -343,8 +343,8 @@ fn rolled_back_error() -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::EntryKind;
     use crate::outbox::mutations;
+    use crate::outbox::{EntryKind, NewEntry};
 
     type Answer<T> = oneshot::Receiver<Result<T, OutboxError>>;
 
@@ -362,9 +362,14 @@ mod tests {
 
     fn insert_job(request_id: &'static str) -> (Job, Answer<i64>) {
         let (answer, result) = oneshot::channel();
-        let operation = move |conn: &Connection, now_ms| {
-            mutations::insert(conn, request_id, EntryKind::Charge, "{}", now_ms, now_ms)
+        let entry = NewEntry {
+            request_id: request_id.to_string(),
+            kind: EntryKind::Charge,
+            customer_id: None,
+            payload: "{}".to_string(),
+            next_attempt_at: None,
         };
+        let operation = move |conn: &Connection, now_ms| mutations::insert(conn, &entry, now_ms);
         (job(Path::new(":memory:").into(), operation, answer), result)
     }
 
