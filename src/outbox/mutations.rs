@@ -6,28 +6,30 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::NewEntry;
 use super::error::StoreError;
 
+const INSERT_SQL: &str = "
+    INSERT INTO entries
+        (request_id, kind, customer_id, payload, state, attempts, created_at, updated_at,
+         next_attempt_at, age_started_at)
+    VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6, ?5)
+    ON CONFLICT (request_id, kind) DO NOTHING";
+
+const MARK_DONE_SQL: &str =
+    "UPDATE entries SET state = 'done', dead_reason = NULL, updated_at = ?2 WHERE id = ?1";
+
 /// Inserts a pending entry, or returns the id of the entry that already exists for
 /// `(request_id, kind)` without changing it.
 pub(super) fn insert(conn: &Connection, entry: &NewEntry, now_ms: i64) -> Result<i64, StoreError> {
     let next_attempt_ms = entry
         .next_attempt_at
         .map_or(now_ms, |time| time.timestamp_millis());
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO entries
-                 (request_id, kind, customer_id, payload, state, attempts, created_at,
-                  updated_at, next_attempt_at, age_started_at)
-             VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6, ?5)
-             ON CONFLICT (request_id, kind) DO NOTHING",
-        )?
-        .execute(params![
-            entry.request_id,
-            entry.kind.as_str(),
-            entry.customer_id,
-            entry.payload,
-            now_ms,
-            next_attempt_ms
-        ])?;
+    let inserted = conn.prepare_cached(INSERT_SQL)?.execute(params![
+        entry.request_id,
+        entry.kind.as_str(),
+        entry.customer_id,
+        entry.payload,
+        now_ms,
+        next_attempt_ms
+    ])?;
     if inserted == 1 {
         return Ok(conn.last_insert_rowid());
     }
@@ -60,10 +62,7 @@ pub(super) fn update_payload(
 /// dead-letter decision.
 pub(super) fn mark_done(conn: &Connection, id: i64, now_ms: i64) -> Result<(), StoreError> {
     let changed = conn
-        .prepare_cached(
-            "UPDATE entries SET state = 'done', dead_reason = NULL, updated_at = ?2
-             WHERE id = ?1",
-        )?
+        .prepare_cached(MARK_DONE_SQL)?
         .execute(params![id, now_ms])?;
     require_changed(changed, id)
 }
@@ -202,7 +201,7 @@ mod tests {
     use super::*;
     use crate::outbox::EntryKind;
 
-    /// An entry with an empty payload, due at the batch time.
+    /// Builds an entry with an empty payload, due at the batch time.
     fn entry(request_id: &str, kind: EntryKind) -> NewEntry {
         NewEntry {
             request_id: request_id.to_string(),
@@ -312,5 +311,27 @@ mod tests {
 
         update_payload(&conn, id, None, "{}", 300).unwrap();
         assert_eq!(customer_id(&conn, id), None);
+    }
+
+    #[test]
+    fn request_path_writes_build_no_temporary_table() {
+        let conn = connection();
+        for (name, sql) in [("insert", INSERT_SQL), ("mark done", MARK_DONE_SQL)] {
+            let mut statement = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+            let opcodes = statement
+                .query_map(rusqlite::params_from_iter(nulls), |row| {
+                    row.get::<_, String>(1)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>();
+
+            assert!(!opcodes.is_empty(), "{name}: no program");
+            assert!(
+                !opcodes.iter().any(|opcode| opcode == "OpenEphemeral"),
+                "{name}: {opcodes:?}"
+            );
+        }
     }
 }

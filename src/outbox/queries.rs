@@ -38,6 +38,9 @@ const COUNTS_SQL: &str = "
     WHERE state IN ('pending', 'dead')
     GROUP BY state";
 
+/// SQLite uses the partial index `entries_customer_id_state` only when it can prove that the
+/// query's WHERE clause implies the index's condition. Repeating that condition,
+/// `state IN ('pending', 'dead')`, word for word lets it.
 const CUSTOMER_COUNTS_SQL: &str = "
     SELECT state, COUNT(*), MIN(created_at) FROM entries
     WHERE customer_id = ?1 AND state IN ('pending', 'dead')

@@ -66,12 +66,33 @@ fn index_names(conn: &Connection) -> Vec<String> {
     names.map(Result::unwrap).collect()
 }
 
-/// Creates a data directory whose outbox is a version 2 file containing `VERSION_TWO_ROWS`.
+/// Returns the `AUTOINCREMENT` counter of `entries`: the largest id it has handed out.
+fn id_counter(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'entries'",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+/// Creates a data directory whose outbox is a version 2 file containing `VERSION_TWO_ROWS`,
+/// ids 1 to 7, after purging id 8.
 fn version_two_data_dir() -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
     create_version_two(&conn);
     insert_version_two_rows(&conn);
+    conn.execute(
+        "INSERT INTO entries (request_id, kind, payload, state, created_at, updated_at,
+                              next_attempt_at, age_started_at)
+         VALUES ('purged', 'charge', '{}', 'done', 0, 0, 0, 0)",
+        [],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM entries WHERE request_id = 'purged'", [])
+        .unwrap();
+    assert_eq!(id_counter(&conn), 8);
     dir
 }
 
@@ -88,6 +109,11 @@ async fn assert_upgraded_to_version_three(dir: &TempDir, outbox: &Outbox) {
 
     let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
     assert_eq!(version(&conn), 3);
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    assert_eq!(id_counter(&conn), 8, "the id counter survives the copy");
     let expected = [
         ("a1", Some("acme")),
         ("a2", Some("acme")),
@@ -164,10 +190,11 @@ async fn server_upgrades_version_two_file() {
 
     assert_upgraded_to_version_three(&dir, &outbox).await;
     let payload = serde_json::json!({ "customer_id": "acme" });
-    outbox
+    let id = outbox
         .insert("a5", EntryKind::Charge, &payload)
         .await
         .unwrap();
+    assert_eq!(id, 9, "the purged id 8 is not handed out again");
     let acme = outbox.counts_for_customer("acme").await.unwrap();
     assert_eq!(acme.pending, 3, "an insert after the upgrade is counted");
 }
@@ -197,4 +224,42 @@ fn version_three_step_runs_again_safely() {
     assert_eq!(filled.len(), VERSION_TWO_ROWS.len());
     assert_eq!(filled[0], ("a1".to_string(), Some("acme".to_string())));
     assert_eq!(filled[4], ("b1".to_string(), Some("bolt".to_string())));
+    assert_eq!(id_counter(&conn), 7);
+}
+
+#[test]
+fn checks_reject_unknown_state_and_kind() {
+    let mut fresh = Connection::open_in_memory().unwrap();
+    migrate(&mut fresh, Path::new(":memory:")).unwrap();
+    insert_version_two_rows(&fresh);
+    let mut upgraded = Connection::open_in_memory().unwrap();
+    create_version_two(&upgraded);
+    insert_version_two_rows(&upgraded);
+    migrate(&mut upgraded, Path::new(":memory:")).unwrap();
+    // (statement, what it breaks)
+    let cases = [
+        (
+            "INSERT INTO entries (request_id, kind, payload, state, created_at, updated_at,
+                                  next_attempt_at, age_started_at)
+             VALUES ('x1', 'charge', '{}', 'lost', 0, 0, 0, 0)",
+            "state of an insert",
+        ),
+        (
+            "INSERT INTO entries (request_id, kind, payload, state, created_at, updated_at,
+                                  next_attempt_at, age_started_at)
+             VALUES ('x2', 'refund', '{}', 'pending', 0, 0, 0, 0)",
+            "kind of an insert",
+        ),
+        ("UPDATE entries SET state = 'lost'", "state of an update"),
+    ];
+
+    for (file, conn) in [("fresh", &fresh), ("upgraded", &upgraded)] {
+        for (sql, case) in cases {
+            let error = conn.execute(sql, []).unwrap_err();
+            assert!(
+                error.to_string().contains("CHECK constraint failed"),
+                "{file}, {case}: {error}"
+            );
+        }
+    }
 }
