@@ -1,5 +1,6 @@
 //! The charge of one request: what is written to the outbox and posted to Blnk as one atomic
-//! bulk transaction (USD leg first, TOKENS leg second). Pure: building legs and references.
+//! bulk transaction (USD leg first, TOKENS leg second). Pure: building legs, references and
+//! outbox entries.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::ledger::{NewBulk, NewTransaction};
 use crate::money::{Nanos, TOKENS_PRECISION, USD_PRECISION};
+use crate::outbox::{EntryKind, NewEntry};
 
 /// Names of the system balances that charges, hold transactions and top-ups move money to and from.
 #[derive(Clone, Debug)]
@@ -49,7 +51,38 @@ pub struct ChargeRecord {
     pub attempt: u32,
 }
 
+impl HoldRecord {
+    /// Builds the outbox entry that voids this hold, due for the worker at `next_attempt_at`.
+    pub fn to_outbox_entry(
+        &self,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<NewEntry, serde_json::Error> {
+        Ok(NewEntry {
+            request_id: self.request_id.clone(),
+            kind: EntryKind::VoidHold,
+            customer_id: Some(self.customer_id.clone()),
+            payload: serde_json::to_string(self)?,
+            next_attempt_at: Some(next_attempt_at),
+        })
+    }
+}
+
 impl ChargeRecord {
+    /// Builds the outbox entry that stores this charge, due for the worker at
+    /// `next_attempt_at`, or at once when it is `None`.
+    pub fn to_outbox_entry(
+        &self,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<NewEntry, serde_json::Error> {
+        Ok(NewEntry {
+            request_id: self.request_id.clone(),
+            kind: EntryKind::Charge,
+            customer_id: Some(self.customer_id.clone()),
+            payload: serde_json::to_string(self)?,
+            next_attempt_at,
+        })
+    }
+
     /// True when both legs are zero and nothing is posted.
     pub fn is_empty(&self) -> bool {
         !self.amount.is_positive() && self.tokens == 0

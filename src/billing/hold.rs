@@ -10,7 +10,6 @@ use serde_json::Value;
 use crate::accounts::Account;
 use crate::ledger::{BlnkClient, LedgerError, NewTransaction, VoidOutcome};
 use crate::money::{Nanos, USD_PRECISION, Usd};
-use crate::outbox::EntryKind;
 
 use super::{Biller, HoldRecord, hold_amount, hold_reference};
 
@@ -52,14 +51,15 @@ impl Biller {
             reference: hold_reference(request_id),
             transaction_id: None,
         };
-        let payload =
-            serde_json::to_value(&record).map_err(|e| HoldError::Outbox(e.to_string()))?;
         // The request itself voids the hold when it ends. The worker steps in only after the
         // hold's whole lifetime, because the request can no longer be running by then.
         let expiry = Utc::now() + self.hold_lifetime;
+        let entry = record
+            .to_outbox_entry(expiry)
+            .map_err(|e| HoldError::Outbox(e.to_string()))?;
         let outbox_id = self
             .outbox
-            .insert_at(request_id, EntryKind::VoidHold, &payload, expiry)
+            .insert_entry(entry)
             .await
             .map_err(|e| HoldError::Outbox(e.to_string()))?;
 

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::ledger::BlnkClient;
 use crate::money::{Nanos, Usd};
-use crate::outbox::{EntryKind, Outbox};
+use crate::outbox::Outbox;
 
 use background::Background;
 pub use charge::{ChargeRecord, HoldRecord, SystemBalances, hold_reference, leg_reference};
@@ -161,10 +161,10 @@ impl Biller {
         // The worker must not race the post below, so the entry becomes due only after the
         // post's own timeout has passed.
         let not_before = Utc::now() + self.ledger_timeout + Duration::from_secs(1);
-        let stored = match serde_json::to_value(&record) {
-            Ok(payload) => self
+        let stored = match record.to_outbox_entry(Some(not_before)) {
+            Ok(entry) => self
                 .outbox
-                .insert_at(&record.request_id, EntryKind::Charge, &payload, not_before)
+                .insert_entry(entry)
                 .await
                 .map_err(|error| error.to_string()),
             Err(error) => Err(format!("the charge could not be serialised: {error}")),

@@ -187,12 +187,8 @@ async fn run_batch(biller: &Biller, settings: WorkerSettings, stop: &Cancellatio
 /// outbox still fails. What neither works for stays in memory for the next pass.
 async fn retry_unstored(biller: &Biller) {
     for record in biller.take_unstored() {
-        let stored = match serde_json::to_value(&record) {
-            Ok(payload) => biller
-                .outbox()
-                .insert(&record.request_id, EntryKind::Charge, &payload)
-                .await
-                .ok(),
+        let stored = match record.to_outbox_entry(None) {
+            Ok(entry) => biller.outbox().insert_entry(entry).await.ok(),
             Err(_) => None,
         };
         if stored.is_some() {

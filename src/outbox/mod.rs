@@ -41,8 +41,8 @@
 //! when the worker gives up on it. [`Outbox::retry`] makes a dead entry pending again, with a
 //! new age window (`age_started_at`) for the worker's `max_age`.
 //! Done entries are kept until [`Outbox::purge_done`] deletes them after a retention
-//! period. The payload is JSON that the store does not interpret, except that
-//! [`Outbox::counts_for_customer`] reads its `customer_id` field.
+//! period. The payload is JSON that the store does not interpret. Its `customer_id` field
+//! is also stored in a column of its own, which [`Outbox::counts_for_customer`] searches.
 
 mod error;
 mod mutations;
@@ -124,6 +124,20 @@ pub struct Entry {
     /// Start of the entry's age window for `outbox.max_age`: its creation, or the last
     /// [`Outbox::retry`] that revived it from the dead-letter list.
     pub age_started_at: DateTime<Utc>,
+}
+
+/// An entry to insert, with its payload serialized already.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub request_id: String,
+    pub kind: EntryKind,
+    /// The payload's `customer_id` field, which [`Outbox::counts_for_customer`] searches.
+    /// `None` when the payload has no text field of that name.
+    pub customer_id: Option<String>,
+    /// The payload as JSON text.
+    pub payload: String,
+    /// When the worker may first post the entry. `None` makes it due at once.
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// Numbers of entries that still need work.

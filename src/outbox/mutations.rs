@@ -3,53 +3,58 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::EntryKind;
+use super::NewEntry;
 use super::error::StoreError;
+
+const INSERT_SQL: &str = "
+    INSERT INTO entries
+        (request_id, kind, customer_id, payload, state, attempts, created_at, updated_at,
+         next_attempt_at, age_started_at)
+    VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6, ?5)
+    ON CONFLICT (request_id, kind) DO NOTHING";
+
+const MARK_DONE_SQL: &str =
+    "UPDATE entries SET state = 'done', dead_reason = NULL, updated_at = ?2 WHERE id = ?1";
 
 /// Inserts a pending entry, or returns the id of the entry that already exists for
 /// `(request_id, kind)` without changing it.
-pub(super) fn insert(
-    conn: &Connection,
-    request_id: &str,
-    kind: EntryKind,
-    payload_json: &str,
-    next_attempt_ms: i64,
-    now_ms: i64,
-) -> Result<i64, StoreError> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO entries
-                 (request_id, kind, payload, state, attempts, created_at, updated_at,
-                  next_attempt_at, age_started_at)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?5, ?4)
-             ON CONFLICT (request_id, kind) DO NOTHING",
-        )?
-        .execute(params![
-            request_id,
-            kind.as_str(),
-            payload_json,
-            now_ms,
-            next_attempt_ms
-        ])?;
+pub(super) fn insert(conn: &Connection, entry: &NewEntry, now_ms: i64) -> Result<i64, StoreError> {
+    let next_attempt_ms = entry
+        .next_attempt_at
+        .map_or(now_ms, |time| time.timestamp_millis());
+    let inserted = conn.prepare_cached(INSERT_SQL)?.execute(params![
+        entry.request_id,
+        entry.kind.as_str(),
+        entry.customer_id,
+        entry.payload,
+        now_ms,
+        next_attempt_ms
+    ])?;
     if inserted == 1 {
         return Ok(conn.last_insert_rowid());
     }
 
     let id = conn
         .prepare_cached("SELECT id FROM entries WHERE request_id = ?1 AND kind = ?2")?
-        .query_row(params![request_id, kind.as_str()], |row| row.get(0))?;
+        .query_row(params![entry.request_id, entry.kind.as_str()], |row| {
+            row.get(0)
+        })?;
     Ok(id)
 }
 
+/// Replaces the payload of entry `id` and the `customer_id` taken from it.
 pub(super) fn update_payload(
     conn: &Connection,
     id: i64,
+    customer_id: Option<&str>,
     payload_json: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let changed = conn
-        .prepare_cached("UPDATE entries SET payload = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, payload_json, now_ms])?;
+        .prepare_cached(
+            "UPDATE entries SET customer_id = ?2, payload = ?3, updated_at = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, customer_id, payload_json, now_ms])?;
     require_changed(changed, id)
 }
 
@@ -57,10 +62,7 @@ pub(super) fn update_payload(
 /// dead-letter decision.
 pub(super) fn mark_done(conn: &Connection, id: i64, now_ms: i64) -> Result<(), StoreError> {
     let changed = conn
-        .prepare_cached(
-            "UPDATE entries SET state = 'done', dead_reason = NULL, updated_at = ?2
-             WHERE id = ?1",
-        )?
+        .prepare_cached(MARK_DONE_SQL)?
         .execute(params![id, now_ms])?;
     require_changed(changed, id)
 }
@@ -197,11 +199,32 @@ fn row_count(changed: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::EntryKind;
+
+    /// Builds an entry with an empty payload, due at the batch time.
+    fn entry(request_id: &str, kind: EntryKind) -> NewEntry {
+        NewEntry {
+            request_id: request_id.to_string(),
+            kind,
+            customer_id: None,
+            payload: "{}".to_string(),
+            next_attempt_at: None,
+        }
+    }
 
     fn connection() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn, std::path::Path::new(":memory:")).unwrap();
         conn
+    }
+
+    fn customer_id(conn: &Connection, id: i64) -> Option<String> {
+        conn.query_row(
+            "SELECT customer_id FROM entries WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .unwrap()
     }
 
     fn age_started_at(conn: &Connection, id: i64) -> i64 {
@@ -216,8 +239,8 @@ mod tests {
     #[test]
     fn retry_restarts_age_of_dead_entries_only() {
         let conn = connection();
-        let dead = insert(&conn, "req-dead", EntryKind::Charge, "{}", 100, 100).unwrap();
-        let pending = insert(&conn, "req-pending", EntryKind::Charge, "{}", 100, 100).unwrap();
+        let dead = insert(&conn, &entry("req-dead", EntryKind::Charge), 100).unwrap();
+        let pending = insert(&conn, &entry("req-pending", EntryKind::Charge), 100).unwrap();
         assert_eq!(
             age_started_at(&conn, dead),
             100,
@@ -243,8 +266,8 @@ mod tests {
     #[test]
     fn retry_all_dead_restarts_their_age() {
         let conn = connection();
-        let dead = insert(&conn, "req-dead", EntryKind::VoidHold, "{}", 100, 100).unwrap();
-        let pending = insert(&conn, "req-pending", EntryKind::Charge, "{}", 100, 100).unwrap();
+        let dead = insert(&conn, &entry("req-dead", EntryKind::VoidHold), 100).unwrap();
+        let pending = insert(&conn, &entry("req-pending", EntryKind::Charge), 100).unwrap();
         dead_letter(&conn, dead, "too old", 200).unwrap();
 
         assert_eq!(retry_all_dead(&conn, 900).unwrap(), 1);
@@ -256,5 +279,59 @@ mod tests {
             900,
             "startup does not restart ages"
         );
+    }
+
+    #[test]
+    fn insert_stores_customer_id_column() {
+        let conn = connection();
+        let charge = NewEntry {
+            customer_id: Some("acme".to_string()),
+            payload: r#"{"customer_id":"acme"}"#.to_string(),
+            ..entry("req-1", EntryKind::Charge)
+        };
+
+        let with_customer = insert(&conn, &charge, 100).unwrap();
+        let without_customer = insert(&conn, &entry("req-2", EntryKind::VoidHold), 100).unwrap();
+
+        assert_eq!(customer_id(&conn, with_customer).as_deref(), Some("acme"));
+        assert_eq!(customer_id(&conn, without_customer), None);
+    }
+
+    #[test]
+    fn update_payload_replaces_customer_id() {
+        let conn = connection();
+        let charge = NewEntry {
+            customer_id: Some("acme".to_string()),
+            ..entry("req-1", EntryKind::Charge)
+        };
+        let id = insert(&conn, &charge, 100).unwrap();
+
+        update_payload(&conn, id, Some("bolt"), r#"{"customer_id":"bolt"}"#, 200).unwrap();
+        assert_eq!(customer_id(&conn, id).as_deref(), Some("bolt"));
+
+        update_payload(&conn, id, None, "{}", 300).unwrap();
+        assert_eq!(customer_id(&conn, id), None);
+    }
+
+    #[test]
+    fn request_path_writes_build_no_temporary_table() {
+        let conn = connection();
+        for (name, sql) in [("insert", INSERT_SQL), ("mark done", MARK_DONE_SQL)] {
+            let mut statement = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+            let opcodes = statement
+                .query_map(rusqlite::params_from_iter(nulls), |row| {
+                    row.get::<_, String>(1)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>();
+
+            assert!(!opcodes.is_empty(), "{name}: no program");
+            assert!(
+                !opcodes.iter().any(|opcode| opcode == "OpenEphemeral"),
+                "{name}: {opcodes:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,9 @@ use tokio::sync::oneshot;
 
 use super::error::StoreError;
 use super::writer::{self, Command};
-use super::{Counts, Entry, EntryKind, EntryState, Outbox, OutboxError, mutations, queries};
+use super::{
+    Counts, Entry, EntryKind, EntryState, NewEntry, Outbox, OutboxError, mutations, queries,
+};
 
 /// Maximum number of done entries one purge transaction deletes. A large purge runs as several
 /// transactions so it does not hold the write lock, and delay inserts, for long.
@@ -23,7 +25,7 @@ impl Outbox {
         kind: EntryKind,
         payload: &serde_json::Value,
     ) -> Result<i64, OutboxError> {
-        self.insert_with_next_attempt(request_id, kind, payload, None)
+        self.insert_entry(new_entry(request_id, kind, payload, None))
             .await
     }
 
@@ -37,45 +39,30 @@ impl Outbox {
         payload: &serde_json::Value,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<i64, OutboxError> {
-        self.insert_with_next_attempt(request_id, kind, payload, Some(next_attempt_at))
+        let entry = new_entry(request_id, kind, payload, Some(next_attempt_at));
+        self.insert_entry(entry).await
+    }
+
+    /// Inserts `entry` like [`Outbox::insert`], due at its `next_attempt_at`. The caller
+    /// serializes the payload and names its customer, so no JSON value is built or read.
+    pub async fn insert_entry(&self, entry: NewEntry) -> Result<i64, OutboxError> {
+        self.write(move |conn, now_ms| mutations::insert(conn, &entry, now_ms))
             .await
     }
 
-    /// Inserts an entry due at `next_attempt_at`, or at the batch time when `None`.
-    async fn insert_with_next_attempt(
-        &self,
-        request_id: &str,
-        kind: EntryKind,
-        payload: &serde_json::Value,
-        next_attempt_at: Option<DateTime<Utc>>,
-    ) -> Result<i64, OutboxError> {
-        let request_id = request_id.to_string();
-        let payload_json = payload.to_string();
-        let next_attempt_ms = next_attempt_at.map(|time| time.timestamp_millis());
-
-        self.write(move |conn, now_ms| {
-            let next_attempt_ms = next_attempt_ms.unwrap_or(now_ms);
-            mutations::insert(
-                conn,
-                &request_id,
-                kind,
-                &payload_json,
-                next_attempt_ms,
-                now_ms,
-            )
-        })
-        .await
-    }
-
-    /// Replaces the payload of entry `id`, whatever its state.
+    /// Replaces the payload of entry `id`, whatever its state, and the customer id stored
+    /// from it.
     pub async fn update_payload(
         &self,
         id: i64,
         payload: &serde_json::Value,
     ) -> Result<(), OutboxError> {
+        let customer_id = customer_id_of(payload);
         let payload_json = payload.to_string();
-        self.write(move |conn, now_ms| mutations::update_payload(conn, id, &payload_json, now_ms))
-            .await
+        self.write(move |conn, now_ms| {
+            mutations::update_payload(conn, id, customer_id.as_deref(), &payload_json, now_ms)
+        })
+        .await
     }
 
     /// Marks entry `id` done, from any state: the ledger's confirmation outranks an
@@ -174,8 +161,8 @@ impl Outbox {
         self.read(queries::counts).await
     }
 
-    /// Counts the pending and dead entries whose payload has a `customer_id` field equal to
-    /// `customer_id`.
+    /// Counts the pending and dead entries whose payload has a text `customer_id` field
+    /// equal to `customer_id`.
     pub async fn counts_for_customer(&self, customer_id: &str) -> Result<Counts, OutboxError> {
         let customer_id = customer_id.to_string();
         self.read(move |conn| queries::counts_for_customer(conn, &customer_id))
@@ -215,6 +202,29 @@ impl Outbox {
                 detail: error.to_string(),
             })?
     }
+}
+
+/// Serializes `payload` into a new entry, with the payload's `customer_id` field.
+fn new_entry(
+    request_id: &str,
+    kind: EntryKind,
+    payload: &serde_json::Value,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> NewEntry {
+    NewEntry {
+        request_id: request_id.to_string(),
+        kind,
+        customer_id: customer_id_of(payload),
+        payload: payload.to_string(),
+        next_attempt_at,
+    }
+}
+
+/// Returns the payload's `customer_id` field when it is text, the values that
+/// [`Outbox::counts_for_customer`] can match.
+fn customer_id_of(payload: &serde_json::Value) -> Option<String> {
+    let customer_id = payload.get("customer_id")?.as_str()?;
+    Some(customer_id.to_string())
 }
 
 /// Converts a `limit` to SQLite's integer; larger than `i64::MAX` means no limit.

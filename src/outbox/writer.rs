@@ -246,29 +246,41 @@ impl Writer {
     }
 
     /// Applies `jobs` in one IMMEDIATE transaction and commits it. Returns whether no job
-    /// hit a database failure.
+    /// hit a database failure. A failure after BEGIN rolls the transaction back.
+    ///
+    /// BEGIN and COMMIT come from the statement cache. rusqlite 0.43's `Transaction` runs
+    /// both through `execute_batch`, which prepares them anew for every batch.
     fn run_transaction(&mut self, jobs: &mut [Job], now_ms: i64) -> rusqlite::Result<bool> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let outcome = self.apply_and_commit(jobs, now_ms);
+        if outcome.is_err() && !self.conn.is_autocommit() {
+            // The error that ended the batch is the one to report, so a failed rollback is
+            // only logged.
+            if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(path = %self.db_path.display(), %error, "rolling back a failed outbox batch failed, so later writes may fail until tollgate restarts");
+            }
+        }
+        outcome
+    }
 
+    fn apply_and_commit(&mut self, jobs: &mut [Job], now_ms: i64) -> rusqlite::Result<bool> {
         // Each job runs at most one modifying statement, and SQLite undoes a failed
         // statement by itself, so one failed job leaves the others in the transaction.
         let mut all_succeeded = true;
         for job in jobs.iter_mut() {
-            if job.apply(&tx, now_ms) != Applied::DatabaseFailed {
+            if job.apply(&self.conn, now_ms) != Applied::DatabaseFailed {
                 continue;
             }
             all_succeeded = false;
 
             // Some errors (a full disk, an I/O error) roll back the whole transaction.
             // Later jobs would then run in autocommit mode, so the batch stops here.
-            if tx.is_autocommit() {
+            if self.conn.is_autocommit() {
                 return Err(rolled_back_error());
             }
         }
 
-        tx.commit()?;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(all_succeeded)
     }
 
@@ -343,8 +355,8 @@ fn rolled_back_error() -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::EntryKind;
     use crate::outbox::mutations;
+    use crate::outbox::{EntryKind, NewEntry};
 
     type Answer<T> = oneshot::Receiver<Result<T, OutboxError>>;
 
@@ -362,9 +374,14 @@ mod tests {
 
     fn insert_job(request_id: &'static str) -> (Job, Answer<i64>) {
         let (answer, result) = oneshot::channel();
-        let operation = move |conn: &Connection, now_ms| {
-            mutations::insert(conn, request_id, EntryKind::Charge, "{}", now_ms, now_ms)
+        let entry = NewEntry {
+            request_id: request_id.to_string(),
+            kind: EntryKind::Charge,
+            customer_id: None,
+            payload: "{}".to_string(),
+            next_attempt_at: None,
         };
+        let operation = move |conn: &Connection, now_ms| mutations::insert(conn, &entry, now_ms);
         (job(Path::new(":memory:").into(), operation, answer), result)
     }
 
@@ -448,6 +465,46 @@ mod tests {
         ));
         assert_eq!(writer.status.commits.load(Ordering::Relaxed), 0);
         assert!(!writer.status.last_write_ok.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn failed_commit_rolls_back_batch() {
+        let mut writer = writer();
+        writer
+            .conn
+            .execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (
+                     parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED
+                 );",
+            )
+            .unwrap();
+        // A deferred foreign key passes the statement and fails the COMMIT.
+        let (answer, mut orphan_result) = oneshot::channel();
+        let insert_orphan = |conn: &Connection, _| {
+            conn.execute("INSERT INTO child (parent_id) VALUES (7)", [])?;
+            Ok(())
+        };
+        let orphan = job(Path::new(":memory:").into(), insert_orphan, answer);
+        let (insert, mut insert_result) = insert_job("req-1");
+
+        writer.commit_batch(vec![orphan, insert]);
+
+        assert!(matches!(
+            orphan_result.try_recv().unwrap(),
+            Err(OutboxError::Commit { .. })
+        ));
+        assert!(matches!(
+            insert_result.try_recv().unwrap(),
+            Err(OutboxError::Commit { .. })
+        ));
+        assert!(writer.conn.is_autocommit(), "the batch is rolled back");
+        assert_eq!(count_entries(&writer), 0);
+
+        let (next, mut next_result) = insert_job("req-2");
+        writer.commit_batch(vec![next]);
+        assert!(next_result.try_recv().unwrap().is_ok());
+        assert_eq!(count_entries(&writer), 1);
     }
 
     #[test]
