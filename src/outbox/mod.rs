@@ -22,6 +22,10 @@
 //! - [`Durability::Process`] sets `synchronous=NORMAL`. In WAL mode a commit is then in the
 //!   operating system's page cache, so it survives `kill -9` or a crash of tollgate, but not
 //!   a power loss or a kernel crash. The WAL is fsynced at checkpoints only.
+//!
+//! The server checkpoints on its own thread, "outbox-checkpoint", every 200 ms in PASSIVE
+//! mode, so no write waits for a checkpoint; the writer checkpoints by itself only if the
+//! WAL reaches 16,384 pages.
 //! - [`Durability::Power`] sets `synchronous=FULL`: the WAL is fsynced on every commit, so
 //!   a commit survives a power loss.
 //!
@@ -44,6 +48,7 @@
 //! period. The payload is JSON that the store does not interpret. Its `customer_id` field
 //! is also stored in a column of its own, which [`Outbox::counts_for_customer`] searches.
 
+mod checkpoint;
 mod error;
 mod mutations;
 mod operations;
@@ -58,6 +63,8 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
+
+use checkpoint::{Checkpointer, WRITER_FALLBACK_PAGES};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -158,6 +165,8 @@ struct Inner {
     readers: Arc<ReaderPool>,
     /// Locked for as long as this field lives, and `None` for a shared handle.
     _server_lock: Option<File>,
+    /// The server's checkpoint thread; `None` for a shared handle.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl EntryKind {
@@ -247,6 +256,20 @@ impl Outbox {
         let db_path: Arc<Path> = data_dir.join(DATABASE_FILE).into();
         let mut conn = schema::open(&db_path, role)?;
         schema::migrate(&mut conn, &db_path)?;
+        // The server checkpoints on a thread of its own, off the commit path. The CLI's
+        // rare writes keep SQLite's automatic checkpoint.
+        let checkpointer = match lock {
+            Some(_) => {
+                conn.pragma_update(None, "wal_autocheckpoint", WRITER_FALLBACK_PAGES)
+                    .map_err(|source| OutboxError::Sqlite {
+                        path: db_path.to_path_buf(),
+                        source,
+                    })?;
+                let own = schema::open(&db_path, role)?;
+                Some(Checkpointer::spawn(own, db_path.clone())?)
+            }
+            None => None,
+        };
 
         let status = Arc::new(WriterStatus::new());
         let (commands, writer_thread) = writer::spawn(conn, db_path.clone(), status.clone())?;
@@ -258,6 +281,7 @@ impl Outbox {
             writer_thread: Mutex::new(Some(writer_thread)),
             status,
             _server_lock: lock,
+            checkpointer,
         };
         Ok(Outbox {
             inner: Arc::new(inner),
@@ -315,6 +339,7 @@ impl Drop for Inner {
         {
             tracing::error!(path = %self.db_path.display(), "outbox writer thread panicked");
         }
+        drop(self.checkpointer.take());
     }
 }
 
