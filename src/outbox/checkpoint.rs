@@ -1,8 +1,8 @@
 //! The checkpoint thread. SQLite's automatic checkpoint runs inside the commit that crosses
 //! its threshold, so one write in a few hundred waited for a whole checkpoint, fsync
-//! included. The server's writer therefore checkpoints only as a fallback, and this thread,
-//! with a connection of its own, copies the WAL into the database file every
-//! [`INTERVAL`] in PASSIVE mode, which never blocks the writer.
+//! included. The server's writer therefore checkpoints only as a fallback. This thread, with
+//! a connection of its own, copies the WAL into the database file every [`INTERVAL`] in
+//! PASSIVE mode, which SQLite documents as not waiting for readers or writers.
 
 use std::path::Path;
 use std::sync::Arc;
