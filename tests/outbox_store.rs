@@ -90,6 +90,22 @@ async fn done_entry_is_no_longer_due() {
 }
 
 #[tokio::test]
+async fn detached_mark_commits_before_close() {
+    let dir = data_dir();
+    let outbox = open(&dir);
+    let id = outbox
+        .insert("req-1", EntryKind::Charge, &charge("acme"))
+        .await
+        .unwrap();
+
+    outbox.mark_done_detached(id);
+    outbox.close().await;
+
+    let entry = outbox.get(id).await.unwrap().unwrap();
+    assert_eq!(entry.state, EntryState::Done);
+}
+
+#[tokio::test]
 async fn failure_counts_attempt_and_delays_entry() {
     let dir = data_dir();
     let outbox = open(&dir);

@@ -228,12 +228,9 @@ impl Biller {
                 Ok(settled) => {
                     tracing::debug!(request_id = %record.request_id, attempt = record.attempt, ?settled, "charge recorded");
                     if let Some(id) = outbox_id {
-                        // The charge is in effect in Blnk, so marking its entry done need not delay the
-                        // response. A crash before the mark only makes the worker verify it.
-                        let biller = self.clone();
-                        self.spawn_tracked("outbox-mark-done", async move {
-                            biller.finish_entry(id).await;
-                        });
+                        // The charge is in effect in Blnk, so the response need not wait for
+                        // the mark. A crash before it commits only makes the worker verify it.
+                        self.outbox.mark_done_detached(id);
                     }
                     return Settlement::Recorded;
                 }

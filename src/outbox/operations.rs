@@ -72,6 +72,29 @@ impl Outbox {
             .await
     }
 
+    /// Marks entry `id` done like [`Outbox::mark_done`] without waiting for the commit. The
+    /// writer logs a failure, and the entry then stays pending until the worker checks it
+    /// against the ledger. Writes sent before [`Outbox::close`] still commit.
+    pub fn mark_done_detached(&self, id: i64) {
+        let (answer, _) = oneshot::channel();
+        let job = writer::job(
+            self.inner.db_path.clone(),
+            move |conn, now_ms| mutations::mark_done(conn, id, now_ms),
+            answer,
+        );
+        let sent = self
+            .inner
+            .commands
+            .as_ref()
+            .is_some_and(|commands| commands.send(Command::Write(job)).is_ok());
+        if !sent {
+            tracing::warn!(
+                outbox_id = id,
+                "the outbox writer has stopped; the entry stays pending"
+            );
+        }
+    }
+
     /// Records a failed attempt on entry `id`: adds one to `attempts`, stores `error` and
     /// schedules the next attempt. The state is not changed.
     pub async fn record_failure(

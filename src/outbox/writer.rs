@@ -166,8 +166,11 @@ where
                 path: path.to_path_buf(),
             }),
         };
-        // The caller may have stopped waiting (its future was dropped). The write is kept.
-        let _ = self.answer.send(outcome);
+        // The caller may have stopped waiting (its future was dropped) or never waited. The
+        // write is kept, and a failure that nobody receives is logged here.
+        if let Err(Err(error)) = self.answer.send(outcome) {
+            tracing::error!(path = %path.display(), %error, "outbox write failed");
+        }
     }
 }
 
