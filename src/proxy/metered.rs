@@ -51,13 +51,14 @@ pub async fn handle(
     );
     crate::telemetry::request::begin(request_id, &span);
     let started = Instant::now();
-    let mut response = serve(
+    // Boxed: axum moves the handler's future several times, and `serve`'s state is large.
+    let mut response = Box::pin(serve(
         Arc::clone(&state),
         endpoint,
         request,
         request_id,
         started_at,
-    )
+    ))
     .instrument(span.clone())
     .await
     .unwrap_or_else(|error| {
