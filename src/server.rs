@@ -111,6 +111,7 @@ pub async fn run_with_admin(
             max: config.outbox.retry_max_delay,
         },
         max_age: config.outbox.max_age,
+        done_retention: config.outbox.done_retention,
         report_every: BACKLOG_REPORT_INTERVAL,
         clock: Clock::System,
     };

@@ -446,6 +446,7 @@ impl Direct {
                 max: Duration::from_secs(60),
             },
             max_age: Duration::from_secs(3600),
+            done_retention: Duration::from_secs(24 * 3600),
             report_every: Duration::from_secs(3600),
             clock,
         }

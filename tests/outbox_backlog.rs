@@ -125,6 +125,7 @@ async fn backlog_is_logged_while_pending() {
             max: Duration::from_secs(60),
         },
         max_age: Duration::from_secs(3600),
+        done_retention: Duration::from_secs(24 * 3600),
         report_every: Duration::from_secs(10),
         clock,
     };
@@ -215,4 +216,58 @@ impl Watched<'_> {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn worker_deletes_done_entries_past_retention() {
+    let blnk = FakeBlnk::start().await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let biller = biller(&blnk, data_dir.path());
+    let customer = postpaid(&blnk, "retention").await;
+    let outbox = biller.outbox();
+    let payload = serde_json::to_value(charge_record("req-done", &customer)).unwrap();
+    let done = outbox
+        .insert("req-done", EntryKind::Charge, &payload)
+        .await
+        .unwrap();
+    outbox.mark_done(done).await.unwrap();
+    let payload = serde_json::to_value(charge_record("req-dead", &customer)).unwrap();
+    let dead = outbox
+        .insert("req-dead", EntryKind::Charge, &payload)
+        .await
+        .unwrap();
+    outbox.dead_letter(dead, "rejected").await.unwrap();
+    // Entries are stamped in whole milliseconds, so a short pause puts them past the retention.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let settings = WorkerSettings {
+        backoff: Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        },
+        max_age: Duration::from_secs(3600),
+        done_retention: Duration::from_millis(5),
+        report_every: Duration::from_secs(3600),
+        clock: Clock::System,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tollgate::task::spawn_named(
+        "test-outbox-worker",
+        worker::run(biller.clone(), settings, stop.clone()),
+    );
+    for _ in 0..200 {
+        if outbox.get(done).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    running.await.unwrap();
+
+    assert!(
+        outbox.get(done).await.unwrap().is_none(),
+        "done entry deleted"
+    );
+    let kept = outbox.get(dead).await.unwrap().expect("dead entry kept");
+    assert_eq!(kept.state, EntryState::Dead);
 }

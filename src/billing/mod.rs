@@ -125,9 +125,12 @@ impl Biller {
         self.background.running()
     }
 
-    /// Waits until every task started with [`Biller::spawn_tracked`] has ended.
+    /// Waits until every task started with [`Biller::spawn_tracked`] has ended and the
+    /// outbox has committed the writes they sent, detached ones included.
     pub async fn wait_idle(&self) {
         self.background.wait_idle().await;
+        // A stopped writer has nothing left to commit.
+        let _ = self.outbox.sync().await;
     }
 
     /// Records a charge: written to the outbox, then posted. Waits at most `charge_timeout`

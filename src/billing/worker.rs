@@ -20,6 +20,9 @@ use super::{Biller, ChargeRecord, HoldRecord, Settlement, release};
 /// Maximum sleep between two reads of the outbox's due entries.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How often the worker deletes done entries older than `done_retention`.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
 /// Shortest sleep, so an entry that stays due (its update failed) is not retried in a busy loop.
 const MIN_SLEEP: Duration = Duration::from_millis(50);
 
@@ -52,6 +55,8 @@ pub struct WorkerSettings {
     pub backoff: Backoff,
     /// Entries still pending this long after their age window started are dead-lettered.
     pub max_age: Duration,
+    /// Done entries are deleted this long after they were marked done.
+    pub done_retention: Duration,
     /// How often the counts of pending and dead entries are logged while either is non-zero.
     pub report_every: Duration,
     pub clock: Clock,
@@ -106,15 +111,37 @@ pub async fn resume_pending(biller: &Biller) -> u64 {
     }
 }
 
+/// Deletes done entries marked done more than `done_retention` ago, so the outbox file does
+/// not grow with every request ever served. A failure is logged and tried again later.
+async fn purge_done(biller: &Biller, settings: WorkerSettings) {
+    let Ok(retention) = chrono::Duration::from_std(settings.done_retention) else {
+        return;
+    };
+    let older_than = settings.clock.now() - retention;
+    match biller.outbox().purge_done(older_than).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(
+            count,
+            "deleted done outbox entries past outbox.done_retention"
+        ),
+        Err(error) => tracing::warn!(%error, "deleting done outbox entries failed; retrying later"),
+    }
+}
+
 /// Runs until `shutdown` is cancelled, then returns after the entry in progress.
 pub async fn run(biller: Biller, settings: WorkerSettings, shutdown: CancellationToken) {
     tracing::info!("outbox worker started");
     let mut next_report = Instant::now() + settings.report_every;
+    let mut next_purge = Instant::now();
     loop {
         let processed = run_batch(&biller, settings, &shutdown).await;
         if Instant::now() >= next_report {
             log_counts(&biller, settings.clock).await;
             next_report = Instant::now() + settings.report_every;
+        }
+        if Instant::now() >= next_purge {
+            purge_done(&biller, settings).await;
+            next_purge = Instant::now() + PURGE_INTERVAL;
         }
         if shutdown.is_cancelled() {
             break;

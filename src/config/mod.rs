@@ -179,4 +179,6 @@ pub struct OutboxConfig {
     pub retry_max_delay: Duration,
     /// Entries still pending after this age move to the dead-letter list.
     pub max_age: Duration,
+    /// Done entries are deleted this long after they were marked done.
+    pub done_retention: Duration,
 }

@@ -44,8 +44,8 @@
 //! An entry is inserted `pending`, becomes `done` when the ledger confirms it, or `dead`
 //! when the worker gives up on it. [`Outbox::retry`] makes a dead entry pending again, with a
 //! new age window (`age_started_at`) for the worker's `max_age`.
-//! Done entries are kept until [`Outbox::purge_done`] deletes them after a retention
-//! period. The payload is JSON that the store does not interpret. Its `customer_id` field
+//! Done entries are kept until [`Outbox::purge_done`] deletes them; the server's worker calls
+//! it every ten minutes for entries done longer than `outbox.done_retention` ago. The payload is JSON that the store does not interpret. Its `customer_id` field
 //! is also stored in a column of its own, which [`Outbox::counts_for_customer`] searches.
 
 mod checkpoint;

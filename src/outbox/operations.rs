@@ -95,6 +95,13 @@ impl Outbox {
         }
     }
 
+    /// Waits until every write sent before this call has committed, including writes sent
+    /// without waiting such as [`Outbox::mark_done_detached`]. The writer applies writes in the
+    /// order it receives them.
+    pub async fn sync(&self) -> Result<(), OutboxError> {
+        self.write(|_, _| Ok(())).await
+    }
+
     /// Records a failed attempt on entry `id`: adds one to `attempts`, stores `error` and
     /// schedules the next attempt. The state is not changed.
     pub async fn record_failure(

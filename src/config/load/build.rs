@@ -157,6 +157,7 @@ fn build_outbox(settings: &Settings) -> Result<OutboxConfig, ConfigError> {
         retry_initial_delay: settings.get("outbox.retry_initial_delay")?,
         retry_max_delay: settings.get("outbox.retry_max_delay")?,
         max_age: settings.get("outbox.max_age")?,
+        done_retention: settings.get("outbox.done_retention")?,
     })
 }
 

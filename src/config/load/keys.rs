@@ -183,6 +183,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::new("outbox", "retry_initial_delay", Kind::PositiveDuration, "1s"),
     Key::new("outbox", "retry_max_delay", Kind::PositiveDuration, "5m"),
     Key::new("outbox", "max_age", Kind::PositiveDuration, "72h"),
+    Key::new("outbox", "done_retention", Kind::PositiveDuration, "24h"),
 ];
 
 /// Returns the key named `name` in `section` (`""` for the top level).

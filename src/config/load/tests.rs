@@ -71,6 +71,7 @@ durability = "power"
 retry_initial_delay = "2s"
 retry_max_delay = "10m"
 max_age = "7d"
+done_retention = "2h"
 "#;
 
 /// Reads one field of a [`Config`] as text, for tables of cases.
@@ -177,6 +178,7 @@ fn defaults_apply_without_file_or_env() {
     assert_eq!(config.outbox.retry_initial_delay, Duration::from_secs(1));
     assert_eq!(config.outbox.retry_max_delay, Duration::from_secs(300));
     assert_eq!(config.outbox.max_age, Duration::from_secs(72 * 3600));
+    assert_eq!(config.outbox.done_retention, Duration::from_secs(24 * 3600));
 }
 
 #[test]
@@ -252,6 +254,7 @@ fn full_file_sets_every_key() {
     assert_eq!(config.outbox.retry_initial_delay, Duration::from_secs(2));
     assert_eq!(config.outbox.retry_max_delay, Duration::from_secs(600));
     assert_eq!(config.outbox.max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(config.outbox.done_retention, Duration::from_secs(2 * 3600));
 }
 
 #[test]
@@ -315,6 +318,7 @@ const ENV_CASES: &[(&str, &str, Field, &str)] = &[
     ("TOLLGATE_OUTBOX_RETRY_INITIAL_DELAY", "250ms", |c| debug(c.outbox.retry_initial_delay), "250ms"),
     ("TOLLGATE_OUTBOX_RETRY_MAX_DELAY", "1h", |c| debug(c.outbox.retry_max_delay), "3600s"),
     ("TOLLGATE_OUTBOX_MAX_AGE", "2d", |c| debug(c.outbox.max_age), "172800s"),
+    ("TOLLGATE_OUTBOX_DONE_RETENTION", "90m", |c| debug(c.outbox.done_retention), "5400s"),
     ("TOLLGATE_PRICING", "alias.toml", |c| debug(&c.pricing.file), "\"alias.toml\""),
     ("OPENAI_API_KEY", "sk-alias", |c| exposed(c.upstream.api_key.as_ref()), "sk-alias"),
     ("BLNK_URL", "http://blnk:5001/", |c| c.blnk.url.clone(), "http://blnk:5001"),
