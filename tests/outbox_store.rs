@@ -506,8 +506,8 @@ async fn purge_of_many_rows_runs_in_chunks() {
     assert!(outbox.list(EntryState::Done, 10).await.unwrap().is_empty());
     assert_eq!(
         outbox.commit_count() - commits_before,
-        3,
-        "5000 + 5000 + 2000 rows"
+        13,
+        "twelve full chunks of 1000 rows, then one that finds none"
     );
 }
 
