@@ -112,6 +112,7 @@ pub async fn run_with_admin(
         },
         max_age: config.outbox.max_age,
         done_retention: config.outbox.done_retention,
+        purge_every: worker::PURGE_INTERVAL,
         report_every: BACKLOG_REPORT_INTERVAL,
         clock: Clock::System,
     };

@@ -447,6 +447,7 @@ impl Direct {
             },
             max_age: Duration::from_secs(3600),
             done_retention: Duration::from_secs(24 * 3600),
+            purge_every: Duration::from_secs(24 * 3600),
             report_every: Duration::from_secs(3600),
             clock,
         }

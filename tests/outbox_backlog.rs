@@ -126,6 +126,7 @@ async fn backlog_is_logged_while_pending() {
         },
         max_age: Duration::from_secs(3600),
         done_retention: Duration::from_secs(24 * 3600),
+        purge_every: Duration::from_secs(24 * 3600),
         report_every: Duration::from_secs(10),
         clock,
     };
@@ -247,6 +248,7 @@ async fn worker_deletes_done_entries_past_retention() {
         },
         max_age: Duration::from_secs(3600),
         done_retention: Duration::from_millis(5),
+        purge_every: Duration::from_millis(10),
         report_every: Duration::from_secs(3600),
         clock: Clock::System,
     };

@@ -20,8 +20,8 @@ use super::{Biller, ChargeRecord, HoldRecord, Settlement, release};
 /// Maximum sleep between two reads of the outbox's due entries.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// How often the worker deletes done entries older than `done_retention`.
-const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How often the server's worker deletes done entries older than `done_retention`.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Shortest sleep, so an entry that stays due (its update failed) is not retried in a busy loop.
 const MIN_SLEEP: Duration = Duration::from_millis(50);
@@ -57,6 +57,8 @@ pub struct WorkerSettings {
     pub max_age: Duration,
     /// Done entries are deleted this long after they were marked done.
     pub done_retention: Duration,
+    /// Time between two deletions of done entries, the first one this long after start.
+    pub purge_every: Duration,
     /// How often the counts of pending and dead entries are logged while either is non-zero.
     pub report_every: Duration,
     pub clock: Clock,
@@ -132,7 +134,7 @@ async fn purge_done(biller: &Biller, settings: WorkerSettings) {
 pub async fn run(biller: Biller, settings: WorkerSettings, shutdown: CancellationToken) {
     tracing::info!("outbox worker started");
     let mut next_report = Instant::now() + settings.report_every;
-    let mut next_purge = Instant::now();
+    let mut next_purge = Instant::now() + settings.purge_every;
     loop {
         let processed = run_batch(&biller, settings, &shutdown).await;
         if Instant::now() >= next_report {
@@ -141,7 +143,7 @@ pub async fn run(biller: Biller, settings: WorkerSettings, shutdown: Cancellatio
         }
         if Instant::now() >= next_purge {
             purge_done(&biller, settings).await;
-            next_purge = Instant::now() + PURGE_INTERVAL;
+            next_purge = Instant::now() + settings.purge_every;
         }
         if shutdown.is_cancelled() {
             break;
