@@ -270,6 +270,6 @@ async fn worker_deletes_done_entries_past_retention() {
         outbox.get(done).await.unwrap().is_none(),
         "done entry deleted"
     );
-    let kept = outbox.get(dead).await.unwrap().expect("dead entry kept");
-    assert_eq!(kept.state, EntryState::Dead);
+    let dead_entry = outbox.get(dead).await.unwrap().expect("dead entry kept");
+    assert_eq!(dead_entry.state, EntryState::Dead);
 }

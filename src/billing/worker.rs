@@ -116,6 +116,7 @@ pub async fn resume_pending(biller: &Biller) -> u64 {
 /// Deletes done entries marked done more than `done_retention` ago, so the outbox file does
 /// not grow with every request ever served. A failure is logged and tried again later.
 async fn purge_done(biller: &Biller, settings: WorkerSettings) {
+    // A retention beyond chrono's range (hundreds of millions of years) keeps every entry.
     let Ok(retention) = chrono::Duration::from_std(settings.done_retention) else {
         return;
     };

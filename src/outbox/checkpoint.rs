@@ -42,7 +42,7 @@ impl Checkpointer {
                     failing = checkpoint(&conn, &path, failing);
                 }
             })
-            .map_err(|source| OutboxError::SpawnWriter {
+            .map_err(|source| OutboxError::SpawnCheckpointer {
                 path: db_path.to_path_buf(),
                 source,
             })?;

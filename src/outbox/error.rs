@@ -80,6 +80,9 @@ pub enum OutboxError {
     #[error("failed to start the outbox writer thread for {path}: {source}")]
     SpawnWriter { path: PathBuf, source: io::Error },
 
+    #[error("failed to start the outbox checkpoint thread for {path}: {source}")]
+    SpawnCheckpointer { path: PathBuf, source: io::Error },
+
     #[error("outbox read on {path} did not finish: {detail}")]
     ReadTask { path: PathBuf, detail: String },
 }

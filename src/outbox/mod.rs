@@ -24,8 +24,8 @@
 //!   a power loss or a kernel crash. The WAL is fsynced at checkpoints only.
 //!
 //! The server checkpoints on its own thread, "outbox-checkpoint", every 200 ms in PASSIVE
-//! mode, so no write waits for a checkpoint; the writer checkpoints by itself only if the
-//! WAL reaches 16,384 pages.
+//! mode, so no write waits for a checkpoint. The writer checkpoints by itself only if the WAL
+//! reaches 16,384 pages.
 //! - [`Durability::Power`] sets `synchronous=FULL`: the WAL is fsynced on every commit, so
 //!   a commit survives a power loss.
 //!
