@@ -17,10 +17,13 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 use tollgate::config::Durability;
-use tollgate::outbox::{EntryKind, EntryState, Outbox, OutboxError};
+use tollgate::outbox::{EntryKind, EntryState, NewEntry, Outbox, OutboxError};
 
 /// Set only in the child process of the crash test: the data directory to write into.
 const CRASH_DIR_VAR: &str = "TOLLGATE_TEST_OUTBOX_CRASH_DIR";
+
+/// Set to make the crash child insert through the journal (`Outbox::insert_new`).
+const CRASH_JOURNAL_VAR: &str = "TOLLGATE_TEST_OUTBOX_CRASH_JOURNAL";
 
 /// Number of inserts the crash child acknowledges before it aborts.
 const CRASH_ACKS: usize = 300;
@@ -687,6 +690,7 @@ async fn crash_child_inserts_then_aborts() {
         return;
     };
     let outbox = Outbox::open_server(Path::new(&dir), Durability::Process).unwrap();
+    let journal = std::env::var_os(CRASH_JOURNAL_VAR).is_some();
     let acknowledged = Arc::new(AtomicUsize::new(0));
 
     let mut tasks = JoinSet::new();
@@ -696,10 +700,14 @@ async fn crash_child_inserts_then_aborts() {
         tasks.spawn(async move {
             for n in 0.. {
                 let request_id = format!("crash-{task}-{n}");
-                let id = outbox
-                    .insert(&request_id, EntryKind::Charge, &charge("acme"))
-                    .await
-                    .unwrap();
+                let id = if journal {
+                    outbox.insert_new(new_charge(&request_id)).await.unwrap()
+                } else {
+                    outbox
+                        .insert(&request_id, EntryKind::Charge, &charge("acme"))
+                        .await
+                        .unwrap()
+                };
                 // Written straight to the pipe, so the line is out before the abort.
                 let mut stdout = std::io::stdout().lock();
                 writeln!(stdout, "ACK {id} {request_id}").unwrap();
@@ -718,12 +726,36 @@ async fn crash_child_inserts_then_aborts() {
 
 #[tokio::test]
 async fn acknowledged_inserts_survive_abort() {
+    assert_acknowledged_inserts_survive_abort(false).await;
+}
+
+/// Journaled inserts return before their commit, so the abort lands while some of them are
+/// only in the journal, and the next open stores them.
+#[tokio::test]
+async fn journaled_inserts_survive_abort() {
+    assert_acknowledged_inserts_survive_abort(true).await;
+}
+
+fn new_charge(request_id: &str) -> NewEntry {
+    NewEntry {
+        request_id: request_id.to_string(),
+        kind: EntryKind::Charge,
+        customer_id: Some("acme".to_string()),
+        payload: charge("acme").to_string(),
+        next_attempt_at: None,
+    }
+}
+
+async fn assert_acknowledged_inserts_survive_abort(journal: bool) {
     let dir = data_dir();
-    let output = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
         .args(["--exact", "crash_child_inserts_then_aborts", "--nocapture"])
-        .env(CRASH_DIR_VAR, dir.path())
-        .output()
-        .unwrap();
+        .env(CRASH_DIR_VAR, dir.path());
+    if journal {
+        child.env(CRASH_JOURNAL_VAR, "1");
+    }
+    let output = child.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -757,5 +789,56 @@ async fn acknowledged_inserts_survive_abort() {
         let entry = entry.unwrap_or_else(|| panic!("acknowledged entry {id} was lost"));
         assert_eq!(&entry.request_id, request_id);
         assert_eq!(entry.state, EntryState::Pending);
+    }
+}
+
+#[tokio::test]
+async fn journaled_insert_is_read_after_sync_and_leaves_no_journal() {
+    let dir = data_dir();
+    let outbox = open(&dir);
+
+    let id = outbox.insert_new(new_charge("req-journal")).await.unwrap();
+    outbox.mark_done_detached(id);
+    outbox.sync().await.unwrap();
+
+    let entry = outbox.get(id).await.unwrap().expect("the entry is stored");
+    assert_eq!(entry.request_id, "req-journal");
+    assert_eq!(entry.state, EntryState::Done);
+    assert_eq!(outbox.counts_for_customer("acme").await.unwrap().pending, 0);
+
+    outbox.close().await;
+    drop(outbox);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|item| item.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("outbox-journal-"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    let reopened = open(&dir);
+    let next = reopened.insert_new(new_charge("req-next")).await.unwrap();
+    assert!(next > id, "ids go on after a restart");
+}
+
+#[tokio::test]
+async fn plain_and_journaled_inserts_get_distinct_ids() {
+    let dir = data_dir();
+    let outbox = open(&dir);
+
+    let journaled = outbox.insert_new(new_charge("req-1")).await.unwrap();
+    let plain = outbox
+        .insert("req-2", EntryKind::Charge, &charge("acme"))
+        .await
+        .unwrap();
+    let again = outbox.insert_new(new_charge("req-3")).await.unwrap();
+    outbox.sync().await.unwrap();
+
+    let ids: HashSet<i64> = [journaled, plain, again].into();
+    assert_eq!(ids.len(), 3);
+    for (id, request_id) in [(journaled, "req-1"), (plain, "req-2"), (again, "req-3")] {
+        assert_eq!(
+            outbox.get(id).await.unwrap().unwrap().request_id,
+            request_id
+        );
     }
 }

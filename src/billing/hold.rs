@@ -59,7 +59,7 @@ impl Biller {
             .map_err(|e| HoldError::Outbox(e.to_string()))?;
         let outbox_id = self
             .outbox
-            .insert_entry(entry)
+            .insert_new(entry)
             .await
             .map_err(|e| HoldError::Outbox(e.to_string()))?;
 
@@ -100,7 +100,7 @@ impl Biller {
         // A refused or rejected hold wrote nothing. An unanswered one may exist, and the
         // request will not use it, so the worker looks it up and voids it soon.
         if refused || !error.is_unavailable() {
-            self.finish_entry(outbox_id).await;
+            self.finish_entry(outbox_id);
         } else {
             let look_up_at = Utc::now() + self.ledger_timeout * 2;
             if let Err(failure) = self
@@ -127,7 +127,7 @@ impl Biller {
         let biller = self.clone();
         self.spawn_tracked("release-hold", async move {
             match release(&biller.blnk, &hold.record).await {
-                Ok(()) => biller.finish_entry(hold.outbox_id).await,
+                Ok(()) => biller.finish_entry(hold.outbox_id),
                 Err(error) => {
                     tracing::warn!(request_id = %hold.record.request_id, reference = %hold.record.reference,
                         %error, "voiding the hold failed; the outbox worker will retry");

@@ -167,7 +167,7 @@ impl Biller {
         let stored = match record.to_outbox_entry(Some(not_before)) {
             Ok(entry) => self
                 .outbox
-                .insert_entry(entry)
+                .insert_new(entry)
                 .await
                 .map_err(|error| error.to_string()),
             Err(error) => Err(format!("the charge could not be serialised: {error}")),
@@ -280,10 +280,10 @@ impl Biller {
         })
     }
 
-    async fn finish_entry(&self, outbox_id: i64) {
-        if let Err(error) = self.outbox.mark_done(outbox_id).await {
-            tracing::error!(outbox_id, %error, "marking an outbox entry done failed; it will be checked again");
-        }
+    /// Marks a finished entry done without waiting: the ledger has confirmed it already, and
+    /// if the mark is lost the worker only checks the entry against the ledger again.
+    fn finish_entry(&self, outbox_id: i64) {
+        self.outbox.mark_done_detached(outbox_id);
     }
 }
 

@@ -83,6 +83,11 @@ pub enum OutboxError {
     #[error("failed to start the outbox checkpoint thread for {path}: {source}")]
     SpawnCheckpointer { path: PathBuf, source: io::Error },
 
+    #[error(
+        "outbox journal {path} failed: {source}; check that TOLLGATE_DATA_DIR is writable and has free space"
+    )]
+    Journal { path: PathBuf, source: io::Error },
+
     #[error("outbox read on {path} did not finish: {detail}")]
     ReadTask { path: PathBuf, detail: String },
 }

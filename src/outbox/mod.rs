@@ -16,18 +16,24 @@
 //!
 //! # Durability
 //!
-//! A write returns `Ok` only after its transaction has committed, at the configured
-//! [`Durability`]:
+//! A write returns `Ok` only once it would survive the failure the configured
+//! [`Durability`] names:
 //!
 //! - [`Durability::Process`] sets `synchronous=NORMAL`. In WAL mode a commit is then in the
 //!   operating system's page cache, so it survives `kill -9` or a crash of tollgate, but not
 //!   a power loss or a kernel crash. The WAL is fsynced at checkpoints only.
+//! - [`Durability::Power`] sets `synchronous=FULL`: the WAL is fsynced on every commit, so
+//!   a commit survives a power loss.
+//!
+//! With [`Durability::Process`], the server's [`Outbox::insert_new`] does not wait for a
+//! commit. It appends the entry to the insert journal (`journal.rs`) with one `write` call,
+//! which reaches the page cache just as a commit does. The writer commits the entry with its
+//! next batch, and the next start stores every journal entry that never committed. Every
+//! other write waits for its commit.
 //!
 //! The server checkpoints on its own thread, "outbox-checkpoint", every 200 ms in PASSIVE
 //! mode, so no write waits for a checkpoint. The writer checkpoints by itself only if the WAL
 //! reaches 16,384 pages.
-//! - [`Durability::Power`] sets `synchronous=FULL`: the WAL is fsynced on every commit, so
-//!   a commit survives a power loss.
 //!
 //! [`Outbox::open_shared`] always uses `synchronous=FULL`, because the CLI writes rarely.
 //!
@@ -50,6 +56,7 @@
 
 mod checkpoint;
 mod error;
+mod journal;
 mod mutations;
 mod operations;
 mod queries;
@@ -65,6 +72,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 
 use checkpoint::{Checkpointer, WRITER_FALLBACK_PAGES};
+use journal::Journal;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -160,6 +168,8 @@ struct Inner {
     db_path: Arc<Path>,
     /// `None` only while the handle is dropped.
     commands: Option<Sender<Command>>,
+    /// The insert journal of a server with [`Durability::Process`].
+    journal: Option<Arc<Journal>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     status: Arc<WriterStatus>,
     readers: Arc<ReaderPool>,
@@ -271,13 +281,27 @@ impl Outbox {
             None => None,
         };
 
+        // Only the server journals, and only where the page cache is durable enough.
+        let journal = match (&lock, role) {
+            (
+                Some(_),
+                Role::Writer {
+                    durability: Durability::Process,
+                    ..
+                },
+            ) => Some(Arc::new(Journal::open(data_dir, &mut conn)?)),
+            _ => None,
+        };
+
         let status = Arc::new(WriterStatus::new());
-        let (commands, writer_thread) = writer::spawn(conn, db_path.clone(), status.clone())?;
+        let (commands, writer_thread) =
+            writer::spawn(conn, db_path.clone(), status.clone(), journal.clone())?;
 
         let inner = Inner {
             readers: Arc::new(ReaderPool::new(db_path.clone())),
             db_path,
             commands: Some(commands),
+            journal,
             writer_thread: Mutex::new(Some(writer_thread)),
             status,
             _server_lock: lock,

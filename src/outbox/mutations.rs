@@ -6,31 +6,26 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::NewEntry;
 use super::error::StoreError;
 
+/// A NULL `id` lets SQLite pick the next one.
 const INSERT_SQL: &str = "
     INSERT INTO entries
-        (request_id, kind, customer_id, payload, state, attempts, created_at, updated_at,
+        (id, request_id, kind, customer_id, payload, state, attempts, created_at, updated_at,
          next_attempt_at, age_started_at)
-    VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6, ?5)
-    ON CONFLICT (request_id, kind) DO NOTHING";
+    VALUES (?7, ?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6, ?5)
+    ON CONFLICT DO NOTHING";
 
 const MARK_DONE_SQL: &str =
     "UPDATE entries SET state = 'done', dead_reason = NULL, updated_at = ?2 WHERE id = ?1";
 
-/// Inserts a pending entry, or returns the id of the entry that already exists for
-/// `(request_id, kind)` without changing it.
-pub(super) fn insert(conn: &Connection, entry: &NewEntry, now_ms: i64) -> Result<i64, StoreError> {
-    let next_attempt_ms = entry
-        .next_attempt_at
-        .map_or(now_ms, |time| time.timestamp_millis());
-    let inserted = conn.prepare_cached(INSERT_SQL)?.execute(params![
-        entry.request_id,
-        entry.kind.as_str(),
-        entry.customer_id,
-        entry.payload,
-        now_ms,
-        next_attempt_ms
-    ])?;
-    if inserted == 1 {
+/// Inserts a pending entry with id `id`, or the next free id when `None`, or returns the id
+/// of the entry that already exists for `(request_id, kind)` without changing it.
+pub(super) fn insert(
+    conn: &Connection,
+    id: Option<i64>,
+    entry: &NewEntry,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    if insert_row(conn, id, entry, now_ms)? {
         return Ok(conn.last_insert_rowid());
     }
 
@@ -40,6 +35,29 @@ pub(super) fn insert(conn: &Connection, entry: &NewEntry, now_ms: i64) -> Result
             row.get(0)
         })?;
     Ok(id)
+}
+
+/// Runs the insert statement of [`insert`]. Returns false when an entry with the same id
+/// or the same `(request_id, kind)` exists, which is left unchanged.
+pub(super) fn insert_row(
+    conn: &Connection,
+    id: Option<i64>,
+    entry: &NewEntry,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let next_attempt_ms = entry
+        .next_attempt_at
+        .map_or(now_ms, |time| time.timestamp_millis());
+    let inserted = conn.prepare_cached(INSERT_SQL)?.execute(params![
+        entry.request_id,
+        entry.kind.as_str(),
+        entry.customer_id,
+        entry.payload,
+        now_ms,
+        next_attempt_ms,
+        id
+    ])?;
+    Ok(inserted == 1)
 }
 
 /// Replaces the payload of entry `id` and the `customer_id` taken from it.
@@ -239,8 +257,8 @@ mod tests {
     #[test]
     fn retry_restarts_age_of_dead_entries_only() {
         let conn = connection();
-        let dead = insert(&conn, &entry("req-dead", EntryKind::Charge), 100).unwrap();
-        let pending = insert(&conn, &entry("req-pending", EntryKind::Charge), 100).unwrap();
+        let dead = insert(&conn, None, &entry("req-dead", EntryKind::Charge), 100).unwrap();
+        let pending = insert(&conn, None, &entry("req-pending", EntryKind::Charge), 100).unwrap();
         assert_eq!(
             age_started_at(&conn, dead),
             100,
@@ -266,8 +284,8 @@ mod tests {
     #[test]
     fn retry_all_dead_restarts_their_age() {
         let conn = connection();
-        let dead = insert(&conn, &entry("req-dead", EntryKind::VoidHold), 100).unwrap();
-        let pending = insert(&conn, &entry("req-pending", EntryKind::Charge), 100).unwrap();
+        let dead = insert(&conn, None, &entry("req-dead", EntryKind::VoidHold), 100).unwrap();
+        let pending = insert(&conn, None, &entry("req-pending", EntryKind::Charge), 100).unwrap();
         dead_letter(&conn, dead, "too old", 200).unwrap();
 
         assert_eq!(retry_all_dead(&conn, 900).unwrap(), 1);
@@ -290,8 +308,9 @@ mod tests {
             ..entry("req-1", EntryKind::Charge)
         };
 
-        let with_customer = insert(&conn, &charge, 100).unwrap();
-        let without_customer = insert(&conn, &entry("req-2", EntryKind::VoidHold), 100).unwrap();
+        let with_customer = insert(&conn, None, &charge, 100).unwrap();
+        let without_customer =
+            insert(&conn, None, &entry("req-2", EntryKind::VoidHold), 100).unwrap();
 
         assert_eq!(customer_id(&conn, with_customer).as_deref(), Some("acme"));
         assert_eq!(customer_id(&conn, without_customer), None);
@@ -304,7 +323,7 @@ mod tests {
             customer_id: Some("acme".to_string()),
             ..entry("req-1", EntryKind::Charge)
         };
-        let id = insert(&conn, &charge, 100).unwrap();
+        let id = insert(&conn, None, &charge, 100).unwrap();
 
         update_payload(&conn, id, Some("bolt"), r#"{"customer_id":"bolt"}"#, 200).unwrap();
         assert_eq!(customer_id(&conn, id).as_deref(), Some("bolt"));

@@ -48,8 +48,33 @@ impl Outbox {
     /// Inserts `entry` like [`Outbox::insert`], due at its `next_attempt_at`. The caller
     /// serializes the payload and names its customer, so no JSON value is built or read.
     pub async fn insert_entry(&self, entry: NewEntry) -> Result<i64, OutboxError> {
-        self.write(move |conn, now_ms| mutations::insert(conn, &entry, now_ms))
+        // Beside the journal, ids come from the journal's counter, so the two never collide.
+        let id = self.inner.journal.as_ref().map(|journal| journal.next_id());
+        self.write(move |conn, now_ms| mutations::insert(conn, id, &entry, now_ms))
             .await
+    }
+
+    /// Inserts `entry`, whose `(request_id, kind)` the caller knows to be new, and returns
+    /// its id once the entry would survive the configured durability's failure.
+    ///
+    /// A server with [`Durability::Process`](crate::config::Durability::Process) appends the
+    /// entry to its journal and returns without waiting for the commit, which follows with
+    /// the writer's next batch. Reads see the entry after that commit, and writes sent later
+    /// apply after it. Otherwise this waits for the commit like [`Outbox::insert_entry`].
+    /// When the outbox contains an entry for the same `(request_id, kind)` already, the
+    /// journal path logs it, and the returned id belongs to no entry.
+    pub async fn insert_new(&self, entry: NewEntry) -> Result<i64, OutboxError> {
+        let Some(journal) = &self.inner.journal else {
+            return self.insert_entry(entry).await;
+        };
+        let commands = self.inner.commands.as_ref();
+        journal.append(
+            entry,
+            |insert| {
+                commands.is_some_and(|commands| commands.send(Command::Journaled(insert)).is_ok())
+            },
+            &self.inner.db_path,
+        )
     }
 
     /// Replaces the payload of entry `id`, whatever its state, and the customer id stored
@@ -88,7 +113,7 @@ impl Outbox {
             .inner
             .commands
             .as_ref()
-            .is_some_and(|commands| commands.send(Command::Write(job)).is_ok());
+            .is_some_and(|commands| commands.send(Command::Detached(job)).is_ok());
         if !sent {
             tracing::warn!(
                 outbox_id = id,

@@ -15,11 +15,18 @@ use tokio::sync::oneshot;
 
 use super::OutboxError;
 use super::error::StoreError;
+use super::journal::{Journal, JournaledInsert};
 use super::schema::SCHEMA_VERSION;
 
 /// Maximum number of writes in one transaction. It bounds how long one commit holds SQLite's write lock
 /// and so how long the CLI waits for it.
 const MAX_BATCH: usize = 1024;
+
+/// How long the writer waits for more writes when no caller waits for the ones it has. Writes
+/// that share a commit share its WAL frames: at 1,000 requests per second a 2 ms wait puts
+/// the inserts and done-marks of several requests into one commit. A write that its caller
+/// waits for ends the wait at once.
+const LINGER: Duration = Duration::from_millis(2);
 
 /// How often the writer tries a write of its own while the last write failed, so readiness
 /// recovers even when no caller writes.
@@ -27,7 +34,12 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A message to the writer thread.
 pub(super) enum Command {
+    /// A write whose caller waits for the commit.
     Write(Job),
+    /// A write whose caller does not wait for the commit.
+    Detached(Job),
+    /// An entry already in the journal. Its caller does not wait for the commit either.
+    Journaled(JournaledInsert),
     /// Commit what came before, close the connection, acknowledge and exit.
     Stop(oneshot::Sender<()>),
 }
@@ -74,6 +86,12 @@ struct Writer {
     status: Arc<WriterStatus>,
     /// Batches that failed since the last success, for the log line on recovery.
     failed_batches: u64,
+    journal: Option<Arc<Journal>>,
+    /// Journaled inserts whose batch failed, oldest first. Every later batch tries them
+    /// again before its own writes.
+    unstored: Vec<JournaledInsert>,
+    /// Every journaled id up to this one has committed.
+    committed_through: i64,
 }
 
 /// Sets `alive` to false when the thread ends, including by a panic.
@@ -104,6 +122,7 @@ pub(super) fn spawn(
     conn: Connection,
     db_path: Arc<Path>,
     status: Arc<WriterStatus>,
+    journal: Option<Arc<Journal>>,
 ) -> Result<(Sender<Command>, JoinHandle<()>), OutboxError> {
     let (commands, receiver) = mpsc::channel();
     let writer = Writer {
@@ -111,6 +130,9 @@ pub(super) fn spawn(
         db_path: db_path.clone(),
         status,
         failed_batches: 0,
+        journal,
+        unstored: Vec::new(),
+        committed_through: 0,
     };
 
     let handle = thread::Builder::new()
@@ -200,16 +222,24 @@ impl Writer {
     }
 
     fn serve(mut self, commands: &Receiver<Command>) -> Option<oneshot::Sender<()>> {
+        let mut stop_ack = None;
         while let Some(first) = self.next_command(commands) {
-            let (jobs, stop_ack) = drain(first, commands);
-            if !jobs.is_empty() {
-                self.commit_batch(jobs);
+            let mut batch = drain(first, commands);
+            if !batch.waited && batch.stop_ack.is_none() {
+                linger(&mut batch, commands);
             }
-            if stop_ack.is_some() {
-                return stop_ack;
+            if !batch.jobs.is_empty() || !batch.inserts.is_empty() {
+                self.commit_batch(batch.jobs, batch.inserts);
+            }
+            if batch.stop_ack.is_some() {
+                stop_ack = batch.stop_ack;
+                break;
             }
         }
-        None
+        if let Some(journal) = &self.journal {
+            journal.close(self.committed_through);
+        }
+        stop_ack
     }
 
     /// Blocks for the next command. While the last write failed it wakes every
@@ -227,9 +257,20 @@ impl Writer {
         }
     }
 
-    fn commit_batch(&mut self, mut jobs: Vec<Job>) {
+    /// Commits the journaled inserts that failed before, then `inserts`, then `jobs`, in one
+    /// transaction. Inserts go first: a job in the same batch may update one of them, and
+    /// none can concern an entry inserted after it was sent.
+    fn commit_batch(&mut self, mut jobs: Vec<Job>, inserts: Vec<JournaledInsert>) {
         let now_ms = Utc::now().timestamp_millis();
-        let outcome = self.run_transaction(&mut jobs, now_ms);
+        let mut inserts: Vec<BatchInsert> = std::mem::take(&mut self.unstored)
+            .into_iter()
+            .chain(inserts)
+            .map(|insert| BatchInsert {
+                insert,
+                failed: false,
+            })
+            .collect();
+        let outcome = self.run_transaction(&mut inserts, &mut jobs, now_ms);
 
         let commit_error = match outcome {
             Ok(all_succeeded) => {
@@ -239,23 +280,56 @@ impl Writer {
             }
             Err(error) => {
                 self.note_outcome(false, Some(&error));
+                // Nothing of the batch is stored, so every insert waits for the next one.
+                for insert in &mut inserts {
+                    insert.failed = true;
+                }
                 Some(Arc::new(error))
             }
         };
+        self.settle_inserts(inserts);
 
         for job in jobs {
             job.reply(commit_error.as_ref());
         }
     }
 
-    /// Applies `jobs` in one IMMEDIATE transaction and commits it. Returns whether no job
-    /// hit a database failure. A failure after BEGIN rolls the transaction back.
+    /// Keeps the journaled inserts that are not stored for the next batch, and lets the
+    /// journal delete the segments whose entries are all stored.
+    fn settle_inserts(&mut self, inserts: Vec<BatchInsert>) {
+        let Some(last) = inserts.last().map(|insert| insert.insert.id) else {
+            return;
+        };
+        self.unstored = inserts
+            .into_iter()
+            .filter(|insert| insert.failed)
+            .map(|insert| insert.insert)
+            .collect();
+        // Ids reach the writer in ascending order, so everything before the oldest unstored
+        // insert is stored.
+        let through = self.unstored.first().map_or(last, |oldest| oldest.id - 1);
+        if through > self.committed_through {
+            self.committed_through = through;
+            if let Some(journal) = &self.journal {
+                journal.release_through(through);
+            }
+        }
+    }
+
+    /// Applies `inserts` and then `jobs` in one IMMEDIATE transaction and commits it.
+    /// Returns whether nothing hit a database failure. A failure after BEGIN rolls the
+    /// transaction back.
     ///
     /// BEGIN and COMMIT come from the statement cache. rusqlite 0.43's `Transaction` runs
     /// both through `execute_batch`, which prepares them anew for every batch.
-    fn run_transaction(&mut self, jobs: &mut [Job], now_ms: i64) -> rusqlite::Result<bool> {
+    fn run_transaction(
+        &mut self,
+        inserts: &mut [BatchInsert],
+        jobs: &mut [Job],
+        now_ms: i64,
+    ) -> rusqlite::Result<bool> {
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let outcome = self.apply_and_commit(jobs, now_ms);
+        let outcome = self.apply_and_commit(inserts, jobs, now_ms);
         if outcome.is_err() && !self.conn.is_autocommit() {
             // The error that ended the batch is the one to report, so a failed rollback is
             // only logged.
@@ -266,10 +340,34 @@ impl Writer {
         outcome
     }
 
-    fn apply_and_commit(&mut self, jobs: &mut [Job], now_ms: i64) -> rusqlite::Result<bool> {
-        // Each job runs at most one modifying statement, and SQLite undoes a failed
-        // statement by itself, so one failed job leaves the others in the transaction.
+    fn apply_and_commit(
+        &mut self,
+        inserts: &mut [BatchInsert],
+        jobs: &mut [Job],
+        now_ms: i64,
+    ) -> rusqlite::Result<bool> {
+        // Each insert and each job runs at most one modifying statement, and SQLite undoes a
+        // failed statement by itself, so one failure leaves the others in the transaction.
         let mut all_succeeded = true;
+        for batch_insert in inserts.iter_mut() {
+            match batch_insert.insert.apply(&self.conn) {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    path = %self.db_path.display(),
+                    outbox_id = batch_insert.insert.id,
+                    request_id = %batch_insert.insert.entry.request_id,
+                    "the outbox held an entry for this request and kind already; the new one was not stored"
+                ),
+                Err(error) => {
+                    all_succeeded = false;
+                    batch_insert.failed = true;
+                    tracing::debug!(path = %self.db_path.display(), %error, "journaled outbox insert failed; it is tried again");
+                    if self.conn.is_autocommit() {
+                        return Err(rolled_back_error());
+                    }
+                }
+            }
+        }
         for job in jobs.iter_mut() {
             if job.apply(&self.conn, now_ms) != Applied::DatabaseFailed {
                 continue;
@@ -287,8 +385,13 @@ impl Writer {
         Ok(all_succeeded)
     }
 
-    /// Tries an empty write: an IMMEDIATE transaction that rewrites the schema version.
+    /// Tries the journaled inserts that failed, or else an empty write: an IMMEDIATE
+    /// transaction that rewrites the schema version.
     fn probe(&mut self) {
+        if !self.unstored.is_empty() {
+            self.commit_batch(Vec::new(), Vec::new());
+            return;
+        }
         let outcome = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -328,24 +431,86 @@ impl Writer {
     }
 }
 
+/// The commands of one transaction.
+struct Batch {
+    jobs: Vec<Job>,
+    inserts: Vec<JournaledInsert>,
+    stop_ack: Option<oneshot::Sender<()>>,
+    /// Whether a caller waits for this batch's commit.
+    waited: bool,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.jobs.len() + self.inserts.len()
+    }
+
+    /// Adds `command`. Returns false for `Stop`, which ends the batch.
+    fn push(&mut self, command: Command) -> bool {
+        match command {
+            Command::Write(job) => {
+                self.jobs.push(job);
+                self.waited = true;
+            }
+            Command::Detached(job) => self.jobs.push(job),
+            Command::Journaled(insert) => self.inserts.push(insert),
+            Command::Stop(ack) => {
+                self.stop_ack = Some(ack);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A journaled insert inside a batch, and whether it failed to be stored.
+struct BatchInsert {
+    insert: JournaledInsert,
+    failed: bool,
+}
+
 /// Collects `first` and every command already waiting, up to `MAX_BATCH` writes. A `Stop`
 /// ends the batch, and commands queued behind it are never run.
-fn drain(first: Command, commands: &Receiver<Command>) -> (Vec<Job>, Option<oneshot::Sender<()>>) {
-    let mut jobs = Vec::new();
+fn drain(first: Command, commands: &Receiver<Command>) -> Batch {
+    let mut batch = Batch {
+        jobs: Vec::new(),
+        inserts: Vec::new(),
+        stop_ack: None,
+        waited: false,
+    };
     let mut next = Some(first);
 
     while let Some(command) = next {
-        match command {
-            Command::Write(job) => jobs.push(job),
-            Command::Stop(ack) => return (jobs, Some(ack)),
+        if !batch.push(command) {
+            return batch;
         }
-        next = if jobs.len() < MAX_BATCH {
+        next = if batch.len() < MAX_BATCH {
             commands.try_recv().ok()
         } else {
             None
         };
     }
-    (jobs, None)
+    batch
+}
+
+/// Adds the commands that arrive within [`LINGER`] to a batch that nobody waits for, until a
+/// caller waits, a `Stop` arrives or the batch is full.
+fn linger(batch: &mut Batch, commands: &Receiver<Command>) {
+    let deadline = std::time::Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH && !batch.waited {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match commands.recv_timeout(left) {
+            Ok(command) => {
+                if !batch.push(command) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 fn rolled_back_error() -> rusqlite::Error {
@@ -372,6 +537,9 @@ mod tests {
             db_path,
             status: Arc::new(WriterStatus::new()),
             failed_batches: 0,
+            journal: None,
+            unstored: Vec::new(),
+            committed_through: 0,
         }
     }
 
@@ -384,7 +552,8 @@ mod tests {
             payload: "{}".to_string(),
             next_attempt_at: None,
         };
-        let operation = move |conn: &Connection, now_ms| mutations::insert(conn, &entry, now_ms);
+        let operation =
+            move |conn: &Connection, now_ms| mutations::insert(conn, None, &entry, now_ms);
         (job(Path::new(":memory:").into(), operation, answer), result)
     }
 
@@ -407,7 +576,7 @@ mod tests {
         let (first, mut first_result) = insert_job("req-1");
         let (second, mut second_result) = insert_job("req-2");
 
-        writer.commit_batch(vec![first, second]);
+        writer.commit_batch(vec![first, second], Vec::new());
 
         assert_eq!(writer.status.commits.load(Ordering::Relaxed), 1);
         assert!(first_result.try_recv().unwrap().is_ok());
@@ -421,7 +590,7 @@ mod tests {
         let (missing, mut missing_result) = failing_job(|| StoreError::NotFound { id: 9 });
         let (insert, mut insert_result) = insert_job("req-1");
 
-        writer.commit_batch(vec![missing, insert]);
+        writer.commit_batch(vec![missing, insert], Vec::new());
 
         let missing = missing_result.try_recv().unwrap();
         assert!(matches!(missing, Err(OutboxError::NotFound { id: 9, .. })));
@@ -441,7 +610,7 @@ mod tests {
         });
         let (insert, mut insert_result) = insert_job("req-1");
 
-        writer.commit_batch(vec![broken, insert]);
+        writer.commit_batch(vec![broken, insert], Vec::new());
 
         assert!(matches!(
             broken_result.try_recv().unwrap(),
@@ -460,7 +629,7 @@ mod tests {
         writer.conn.execute_batch("BEGIN").unwrap();
         let (insert, mut insert_result) = insert_job("req-1");
 
-        writer.commit_batch(vec![insert]);
+        writer.commit_batch(vec![insert], Vec::new());
 
         assert!(matches!(
             insert_result.try_recv().unwrap(),
@@ -491,7 +660,7 @@ mod tests {
         let orphan = job(Path::new(":memory:").into(), insert_orphan, answer);
         let (insert, mut insert_result) = insert_job("req-1");
 
-        writer.commit_batch(vec![orphan, insert]);
+        writer.commit_batch(vec![orphan, insert], Vec::new());
 
         assert!(matches!(
             orphan_result.try_recv().unwrap(),
@@ -505,9 +674,129 @@ mod tests {
         assert_eq!(count_entries(&writer), 0);
 
         let (next, mut next_result) = insert_job("req-2");
-        writer.commit_batch(vec![next]);
+        writer.commit_batch(vec![next], Vec::new());
         assert!(next_result.try_recv().unwrap().is_ok());
         assert_eq!(count_entries(&writer), 1);
+    }
+
+    fn journaled(id: i64, request_id: &str) -> JournaledInsert {
+        JournaledInsert {
+            id,
+            created_ms: 1_700_000_000_000,
+            entry: NewEntry {
+                request_id: request_id.to_string(),
+                kind: EntryKind::Charge,
+                customer_id: None,
+                payload: "{}".to_string(),
+                next_attempt_at: None,
+            },
+        }
+    }
+
+    fn state_of(writer: &Writer, id: i64) -> String {
+        writer
+            .conn
+            .query_row("SELECT state FROM entries WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn journaled_inserts_apply_before_the_jobs_of_their_batch() {
+        let mut writer = writer();
+        let (answer, mut done_result) = oneshot::channel();
+        let mark = job(
+            Path::new(":memory:").into(),
+            |conn, now_ms| mutations::mark_done(conn, 5, now_ms),
+            answer,
+        );
+
+        writer.commit_batch(vec![mark], vec![journaled(5, "req-1")]);
+
+        assert!(done_result.try_recv().unwrap().is_ok());
+        assert_eq!(state_of(&writer, 5), "done");
+        assert_eq!(writer.committed_through, 5);
+        assert!(writer.unstored.is_empty());
+    }
+
+    #[test]
+    fn failed_batch_keeps_journaled_inserts_for_the_next_one() {
+        let mut writer = writer();
+        writer.conn.execute_batch("BEGIN").unwrap();
+
+        writer.commit_batch(Vec::new(), vec![journaled(3, "req-1")]);
+
+        assert_eq!(writer.unstored.len(), 1);
+        assert!(writer.committed_through < 3, "entry 3 is not stored");
+        writer.conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(count_entries(&writer), 0);
+
+        writer.commit_batch(Vec::new(), vec![journaled(4, "req-2")]);
+
+        assert_eq!(count_entries(&writer), 2);
+        assert!(writer.unstored.is_empty());
+        assert_eq!(writer.committed_through, 4);
+    }
+
+    #[test]
+    fn probe_retries_journaled_inserts() {
+        let mut writer = writer();
+        writer.conn.execute_batch("BEGIN").unwrap();
+        writer.commit_batch(Vec::new(), vec![journaled(3, "req-1")]);
+        writer.conn.execute_batch("ROLLBACK").unwrap();
+
+        writer.probe();
+
+        assert_eq!(count_entries(&writer), 1);
+        assert!(writer.status.last_write_ok.load(Ordering::Acquire));
+        assert_eq!(writer.committed_through, 3);
+    }
+
+    #[test]
+    fn linger_gathers_detached_writes_until_a_caller_waits() {
+        let (commands, receiver) = mpsc::channel();
+        let (first, _first_result) = insert_job("req-1");
+        let (detached, _detached_result) = insert_job("req-2");
+        let (waited, _waited_result) = insert_job("req-3");
+        let (after, _after_result) = insert_job("req-4");
+        let mut batch = drain(Command::Detached(first), &receiver);
+        assert!(!batch.waited);
+
+        commands.send(Command::Detached(detached)).unwrap();
+        commands
+            .send(Command::Journaled(journaled(9, "req-j")))
+            .unwrap();
+        commands.send(Command::Write(waited)).unwrap();
+        commands.send(Command::Write(after)).unwrap();
+        linger(&mut batch, &receiver);
+
+        assert!(batch.waited);
+        assert_eq!(
+            batch.jobs.len(),
+            3,
+            "the wait ends at the first waited write"
+        );
+        assert_eq!(batch.inserts.len(), 1);
+        assert!(
+            receiver.try_recv().is_ok(),
+            "the rest is left for the next batch"
+        );
+    }
+
+    #[test]
+    fn linger_ends_at_stop_and_after_its_time() {
+        let (commands, receiver) = mpsc::channel();
+        let (first, _first_result) = insert_job("req-1");
+        let mut batch = drain(Command::Detached(first), &receiver);
+
+        linger(&mut batch, &receiver);
+        assert_eq!(batch.len(), 1, "nothing arrived within the wait");
+
+        let (ack, _stopped) = oneshot::channel();
+        commands.send(Command::Stop(ack)).unwrap();
+        linger(&mut batch, &receiver);
+        assert!(batch.stop_ack.is_some());
     }
 
     #[test]
@@ -521,9 +810,9 @@ mod tests {
         commands.send(Command::Stop(ack)).unwrap();
         commands.send(Command::Write(after_stop)).unwrap();
 
-        let (jobs, stop_ack) = drain(Command::Write(first), &receiver);
+        let batch = drain(Command::Write(first), &receiver);
 
-        assert_eq!(jobs.len(), 2);
-        assert!(stop_ack.is_some());
+        assert_eq!(batch.jobs.len(), 2);
+        assert!(batch.stop_ack.is_some());
     }
 }
