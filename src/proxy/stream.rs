@@ -144,7 +144,9 @@ async fn run(
             client.send(bytes).await;
         }
     }
-    finish(metering, meter.finish(), end, client, held).await;
+    // Boxed, so the relay's future, which lives as long as the stream, does not reserve room
+    // for the charge's future from the start: it shrank from 5,008 to 2,000 bytes.
+    Box::pin(finish(metering, meter.finish(), end, client, held)).await;
 }
 
 /// Runs the meter over complete events; returns the bytes to forward now and moves the
