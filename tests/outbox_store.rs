@@ -793,7 +793,7 @@ async fn assert_acknowledged_inserts_survive_abort(journal: bool) {
 }
 
 #[tokio::test]
-async fn journaled_insert_is_read_after_sync_and_leaves_no_journal() {
+async fn journaled_insert_read_after_sync() {
     let dir = data_dir();
     let outbox = open(&dir);
 
@@ -841,4 +841,99 @@ async fn plain_and_journaled_inserts_get_distinct_ids() {
             request_id
         );
     }
+}
+
+/// Copies the files that `pick` names from `from` to `to`. A restart after `kill -9` finds
+/// the database, its WAL and the journal segments as they are in the page cache while the
+/// server still runs. The `-shm` file is left behind, so SQLite rebuilds the WAL index.
+fn copy_files(from: &Path, to: &Path, pick: fn(&str) -> bool) {
+    for item in std::fs::read_dir(from).unwrap() {
+        let item = item.unwrap();
+        let name = item.file_name().into_string().unwrap();
+        if pick(&name) {
+            std::fs::copy(item.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn is_database(name: &str) -> bool {
+    name == "outbox.sqlite3" || name == "outbox.sqlite3-wal"
+}
+
+fn is_journal(name: &str) -> bool {
+    name.starts_with("outbox-journal-")
+}
+
+#[tokio::test]
+async fn purge_keeps_entries_a_replay_would_revive() {
+    let live = data_dir();
+    let outbox = open(&live);
+    let id = outbox.insert_new(new_charge("req-purged")).await.unwrap();
+    outbox.mark_done(id).await.unwrap();
+
+    let purged = outbox
+        .purge_done(Utc::now() + Duration::hours(1))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        purged, 0,
+        "the entry's record is still in the open journal segment"
+    );
+    let killed = data_dir();
+    copy_files(live.path(), killed.path(), |name| {
+        is_database(name) || is_journal(name)
+    });
+    let restarted = open(&killed);
+    let entry = restarted.get(id).await.unwrap().expect("the entry is kept");
+    assert_eq!(
+        entry.state,
+        EntryState::Done,
+        "the replay does not revive it"
+    );
+
+    let purged = restarted
+        .purge_done(Utc::now() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        purged, 1,
+        "the replay deleted the journal, so the purge may remove it"
+    );
+    assert!(restarted.get(id).await.unwrap().is_none());
+}
+
+/// The database is copied before the insert commits and the journal after it, so the entry
+/// exists only in the journal.
+#[tokio::test]
+async fn start_with_power_replays_journal() {
+    let live = data_dir();
+    let outbox = open(&live);
+    outbox.sync().await.unwrap();
+    let killed = data_dir();
+    copy_files(live.path(), killed.path(), is_database);
+    let id = outbox.insert_new(new_charge("req-journal")).await.unwrap();
+    outbox.sync().await.unwrap();
+    copy_files(live.path(), killed.path(), is_journal);
+
+    let power = Outbox::open_server(killed.path(), Durability::Power).unwrap();
+
+    let entry = power
+        .get(id)
+        .await
+        .unwrap()
+        .expect("the journaled entry is stored");
+    assert_eq!(entry.request_id, "req-journal");
+    assert_eq!(entry.state, EntryState::Pending);
+    let plain = power
+        .insert("req-power", EntryKind::Charge, &charge("acme"))
+        .await
+        .unwrap();
+    assert_ne!(plain, id, "a later insert does not reuse the journaled id");
+    let leftovers: Vec<_> = std::fs::read_dir(killed.path())
+        .unwrap()
+        .map(|item| item.unwrap().file_name().into_string().unwrap())
+        .filter(|name| is_journal(name))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }

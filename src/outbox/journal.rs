@@ -9,9 +9,10 @@
 //!
 //! The journal is a series of segment files, `outbox-journal-<n>.log` in the data directory.
 //! A segment is closed after [`SEGMENT_LIMIT`] bytes, and deleted once every entry in it has
-//! committed. At start the server inserts every entry it finds in old segments (an insert
-//! that exists already changes nothing), commits, deletes them and starts a new segment, so a
-//! record cut short by a kill can only be the last one of a segment.
+//! committed. At every start, whatever its durability, the server inserts every entry it
+//! finds in old segments (an entry stored already is left as it is), commits and deletes the
+//! segments. Appends always go to a new segment, so a record cut short by a kill can only be
+//! the last one of its segment.
 //!
 //! Record layout, integers little-endian:
 //!
@@ -65,17 +66,28 @@ struct State {
     file: Option<File>,
     number: u64,
     len: u64,
-    /// The last id appended to the open segment, if any.
+    /// The first and last ids appended to the open segment, if any.
+    first_in_segment: Option<i64>,
     last_in_segment: Option<i64>,
-    /// Closed segments with the last id each holds, oldest first.
-    sealed: VecDeque<(PathBuf, i64)>,
+    /// Set when a failed append left part of a record that could not be cut off. No record
+    /// may follow it in the same segment, because replay stops at the first incomplete one.
+    torn: bool,
+    /// Closed segments, oldest first.
+    sealed: VecDeque<Sealed>,
     next_id: i64,
     buffer: Vec<u8>,
 }
 
+/// A closed segment and the ids it contains.
+struct Sealed {
+    path: PathBuf,
+    first: i64,
+    last: i64,
+}
+
 impl JournaledInsert {
-    /// Inserts the entry with its own id. Returns false when the store holds it already, or
-    /// holds another entry for the same `(request_id, kind)`, and changes nothing then.
+    /// Inserts the entry with its own id. Returns false, changing nothing, when the store
+    /// contains it already or contains another entry for the same `(request_id, kind)`.
     pub(super) fn apply(&self, conn: &Connection) -> rusqlite::Result<bool> {
         mutations::insert_row(conn, Some(self.id), &self.entry, self.created_ms)
     }
@@ -93,18 +105,8 @@ impl Journal {
         conn: &mut Connection,
         segment_limit: u64,
     ) -> Result<Journal, OutboxError> {
-        let segments = list_segments(dir).map_err(|source| journal_error(dir, source))?;
-        let recovered = recover(dir, &segments, conn)?;
-        for (_, path) in &segments {
-            fs::remove_file(path).map_err(|source| journal_error(path, source))?;
-        }
-        if recovered > 0 {
-            tracing::warn!(dir = %dir.display(), entries = recovered,
-                "outbox journal replayed after an unclean stop; the worker checks each entry against the ledger");
-        }
-
+        let number = replay(dir, conn)?;
         let next_id = highest_id(conn, dir)? + 1;
-        let number = segments.last().map_or(1, |(number, _)| number + 1);
         let file = create_segment(dir, number)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
@@ -113,7 +115,9 @@ impl Journal {
                 file: Some(file),
                 number,
                 len: 0,
+                first_in_segment: None,
                 last_in_segment: None,
+                torn: false,
                 sealed: VecDeque::new(),
                 next_id,
                 buffer: Vec::with_capacity(4096),
@@ -132,6 +136,10 @@ impl Journal {
     ) -> Result<i64, OutboxError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *state;
+        if state.file.is_some() && state.torn {
+            self.rotate(state)?;
+            state.torn = false;
+        }
         let Some(file) = state.file.as_mut() else {
             return Err(OutboxError::WriterStopped {
                 path: db_path.to_path_buf(),
@@ -142,8 +150,9 @@ impl Journal {
         let created_ms = Utc::now().timestamp_millis();
         encode(&mut state.buffer, id, created_ms, &entry);
         if let Err(source) = file.write_all(&state.buffer) {
-            // A partial record would hide the records after it, so it is cut off.
-            let _ = file.set_len(state.len);
+            // A partial record would hide the records after it, so it is cut off, or else
+            // the next append starts a new segment.
+            state.torn = file.set_len(state.len).is_err();
             return Err(journal_error(
                 &segment_path(&self.dir, state.number),
                 source,
@@ -156,7 +165,7 @@ impl Journal {
             entry,
         };
         if !send(insert) {
-            let _ = file.set_len(state.len);
+            state.torn = file.set_len(state.len).is_err();
             return Err(OutboxError::WriterStopped {
                 path: db_path.to_path_buf(),
             });
@@ -164,6 +173,7 @@ impl Journal {
 
         state.next_id += 1;
         state.len += state.buffer.len() as u64;
+        state.first_in_segment.get_or_insert(id);
         state.last_in_segment = Some(id);
         // The entry is stored either way, so a failed rotation only lets the segment grow
         // until the next append tries again.
@@ -184,11 +194,22 @@ impl Journal {
         id
     }
 
+    /// Returns the lowest id that a journal segment still contains. A purge must keep the
+    /// entries from this id on, because a replay after a crash would insert them again.
+    pub(super) fn lowest_retained_id(&self) -> Option<i64> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .sealed
+            .front()
+            .map(|sealed| sealed.first)
+            .or(state.first_in_segment)
+    }
+
     /// Deletes the closed segments whose entries have all committed, given that every
     /// journaled id up to `committed` has.
     pub(super) fn release_through(&self, committed: i64) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((path, last)) = state.sealed.front() {
+        while let Some(Sealed { path, last, .. }) = state.sealed.front() {
             if *last > committed {
                 break;
             }
@@ -218,17 +239,39 @@ impl Journal {
     fn rotate(&self, state: &mut State) -> Result<(), OutboxError> {
         let file = create_segment(&self.dir, state.number + 1)?;
         let old = segment_path(&self.dir, state.number);
-        if let Some(last) = state.last_in_segment {
-            state.sealed.push_back((old, last));
+        if let (Some(first), Some(last)) = (state.first_in_segment, state.last_in_segment) {
+            state.sealed.push_back(Sealed {
+                path: old,
+                first,
+                last,
+            });
         } else if let Err(error) = fs::remove_file(&old) {
             tracing::warn!(path = %old.display(), %error, "could not delete an empty outbox journal segment");
         }
         state.file = Some(file);
         state.number += 1;
         state.len = 0;
+        state.first_in_segment = None;
         state.last_in_segment = None;
         Ok(())
     }
+}
+
+/// Stores every entry that the journal segments in `dir` contain and that never committed,
+/// then deletes the segments. Returns the number for the next segment. The server calls it
+/// at every start, whatever its durability, so that a start with power durability after a
+/// crash with process durability loses nothing either.
+pub(super) fn replay(dir: &Path, conn: &mut Connection) -> Result<u64, OutboxError> {
+    let segments = list_segments(dir).map_err(|source| journal_error(dir, source))?;
+    let recovered = recover(dir, &segments, conn)?;
+    for (_, path) in &segments {
+        fs::remove_file(path).map_err(|source| journal_error(path, source))?;
+    }
+    if recovered > 0 {
+        tracing::warn!(dir = %dir.display(), entries = recovered,
+            "outbox journal replayed after an unclean stop; the worker checks each entry against the ledger");
+    }
+    Ok(segments.last().map_or(1, |(number, _)| number + 1))
 }
 
 /// Inserts every complete record of `segments` in one transaction. Returns how many were

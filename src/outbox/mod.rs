@@ -50,9 +50,12 @@
 //! An entry is inserted `pending`, becomes `done` when the ledger confirms it, or `dead`
 //! when the worker gives up on it. [`Outbox::retry`] makes a dead entry pending again, with a
 //! new age window (`age_started_at`) for the worker's `max_age`.
-//! Done entries are kept until [`Outbox::purge_done`] deletes them; the server's worker calls
-//! it every ten minutes for entries done longer than `outbox.done_retention` ago. The payload is JSON that the store does not interpret. Its `customer_id` field
-//! is also stored in a column of its own, which [`Outbox::counts_for_customer`] searches.
+//! Done entries are kept until [`Outbox::purge_done`] deletes them. The server's worker calls
+//! it every ten minutes for entries done longer than `outbox.done_retention` ago, and it keeps
+//! an entry while a journal segment still contains it, because a replay would revive it.
+//!
+//! The payload is JSON that the store does not interpret. Its `customer_id` field is also
+//! stored in a column of its own, which [`Outbox::counts_for_customer`] searches.
 
 mod checkpoint;
 mod error;
@@ -281,7 +284,8 @@ impl Outbox {
             None => None,
         };
 
-        // Only the server journals, and only where the page cache is durable enough.
+        // Only the server journals, and only where the page cache is durable enough. Every
+        // server start replays what an earlier one left in the journal.
         let journal = match (&lock, role) {
             (
                 Some(_),
@@ -290,7 +294,11 @@ impl Outbox {
                     ..
                 },
             ) => Some(Arc::new(Journal::open(data_dir, &mut conn)?)),
-            _ => None,
+            (Some(_), _) => {
+                journal::replay(data_dir, &mut conn)?;
+                None
+            }
+            (None, _) => None,
         };
 
         let status = Arc::new(WriterStatus::new());

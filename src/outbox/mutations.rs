@@ -168,19 +168,22 @@ pub(super) fn retry_all_pending(conn: &Connection, now_ms: i64) -> Result<u64, S
     Ok(row_count(changed))
 }
 
-/// Deletes at most `limit` done entries last updated before `older_than_ms`.
+/// Deletes at most `limit` done entries last updated before `older_than_ms`, with ids below
+/// `below_id`.
 pub(super) fn purge_done_chunk(
     conn: &Connection,
     older_than_ms: i64,
+    below_id: i64,
     limit: i64,
 ) -> Result<u64, StoreError> {
     let deleted = conn
         .prepare_cached(
             "DELETE FROM entries WHERE id IN (
-                 SELECT id FROM entries WHERE state = 'done' AND updated_at < ?1 LIMIT ?2
+                 SELECT id FROM entries
+                 WHERE state = 'done' AND updated_at < ?1 AND id < ?3 LIMIT ?2
              )",
         )?
-        .execute(params![older_than_ms, limit])?;
+        .execute(params![older_than_ms, limit, below_id])?;
     Ok(row_count(deleted))
 }
 

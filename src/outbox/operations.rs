@@ -124,7 +124,8 @@ impl Outbox {
 
     /// Waits until every write sent before this call has committed, including writes sent
     /// without waiting such as [`Outbox::mark_done_detached`]. The writer applies writes in the
-    /// order it receives them.
+    /// order it receives them. A journaled insert whose batch failed is the exception: the
+    /// writer keeps trying it with later batches, and the journal keeps it meanwhile.
     pub async fn sync(&self) -> Result<(), OutboxError> {
         self.write(|_, _| Ok(())).await
     }
@@ -179,8 +180,18 @@ impl Outbox {
         let older_than_ms = older_than.timestamp_millis();
         let mut purged = 0;
         loop {
+            // An entry whose record is still in a journal segment would come back with a
+            // replay after a crash, so it stays until the segment is deleted.
+            let below_id = self
+                .inner
+                .journal
+                .as_ref()
+                .and_then(|journal| journal.lowest_retained_id())
+                .unwrap_or(i64::MAX);
             let deleted = self
-                .write(move |conn, _| mutations::purge_done_chunk(conn, older_than_ms, PURGE_CHUNK))
+                .write(move |conn, _| {
+                    mutations::purge_done_chunk(conn, older_than_ms, below_id, PURGE_CHUNK)
+                })
                 .await?;
             purged += deleted;
             if deleted < PURGE_CHUNK.unsigned_abs() {
