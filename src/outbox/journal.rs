@@ -294,7 +294,7 @@ fn recover(
         let bytes = fs::read(path).map_err(|source| journal_error(path, source))?;
         let (records, torn) = decode_all(&bytes);
         if torn {
-            tracing::warn!(path = %path.display(), "the last record of an outbox journal segment was cut short; its write never returned, so nothing was posted for it");
+            tracing::warn!(path = %path.display(), "the last record of an outbox journal segment was cut short; its write failed or never returned, so nothing was posted for it");
         }
         for record in records {
             if record.apply(&tx).map_err(sqlite_error)? {
@@ -306,7 +306,7 @@ fn recover(
     Ok(recovered)
 }
 
-/// Returns the highest id the store holds or has ever handed out.
+/// Returns the highest id the store contains or SQLite has ever assigned.
 fn highest_id(conn: &Connection, dir: &Path) -> Result<i64, OutboxError> {
     conn.query_row(
         "SELECT MAX(COALESCE((SELECT MAX(id) FROM entries), 0),
