@@ -94,7 +94,7 @@ impl JournaledInsert {
 }
 
 impl Journal {
-    /// Recovers the journal of `dir` into `conn` and starts a new segment. `conn` is the
+    /// Replays the journal of `dir` into `conn` and starts a new segment. `conn` is the
     /// writer connection, before the writer thread takes it.
     pub(super) fn open(dir: &Path, conn: &mut Connection) -> Result<Journal, OutboxError> {
         Journal::open_with_limit(dir, conn, SEGMENT_LIMIT)
@@ -220,7 +220,7 @@ impl Journal {
         }
     }
 
-    /// Refuses later appends. When every journaled id up to the last one appended has
+    /// Rejects later appends. When every journaled id up to the last one appended has
     /// committed (`committed`), deletes the open segment too, so a clean stop leaves no
     /// journal behind.
     pub(super) fn close(&self, committed: i64) {

@@ -207,13 +207,13 @@ fn failed_send_leaves_no_record() {
     let mut conn = store(dir.path());
     let journal = Journal::open(dir.path(), &mut conn).unwrap();
 
-    let refused = journal.append(
+    let result = journal.append(
         entry("req-1", EntryKind::Charge),
         |_| false,
         Path::new("outbox.sqlite3"),
     );
 
-    assert!(matches!(refused, Err(OutboxError::WriterStopped { .. })));
+    assert!(matches!(result, Err(OutboxError::WriterStopped { .. })));
     let segment = dir.path().join("outbox-journal-00000001.log");
     assert_eq!(fs::metadata(&segment).unwrap().len(), 0);
     let sent = append_all(&journal, vec![entry("req-2", EntryKind::Charge)]);

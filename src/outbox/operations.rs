@@ -54,7 +54,7 @@ impl Outbox {
             .await
     }
 
-    /// Inserts `entry`, whose `(request_id, kind)` the caller knows to be new, and returns
+    /// Inserts `entry`, whose `(request_id, kind)` the caller guarantees to be new, and returns
     /// its id once the entry would survive the configured durability's failure.
     ///
     /// A server with [`Durability::Process`](crate::config::Durability::Process) appends the

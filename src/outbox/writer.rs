@@ -356,12 +356,19 @@ impl Writer {
                     path = %self.db_path.display(),
                     outbox_id = batch_insert.insert.id,
                     request_id = %batch_insert.insert.entry.request_id,
-                    "the outbox held an entry for this request and kind already; the new one was not stored"
+                    "the outbox contained an entry for this request and kind already, so the new one was not stored"
                 ),
                 Err(error) => {
                     all_succeeded = false;
                     batch_insert.failed = true;
-                    tracing::debug!(path = %self.db_path.display(), %error, "journaled outbox insert failed; it is tried again");
+                    // The batch's failure is logged once, as an error, by `note_outcome`.
+                    tracing::debug!(
+                        path = %self.db_path.display(),
+                        outbox_id = batch_insert.insert.id,
+                        request_id = %batch_insert.insert.entry.request_id,
+                        %error,
+                        "journaled outbox insert failed, so the writer tries it again with the next batch"
+                    );
                     if self.conn.is_autocommit() {
                         return Err(rolled_back_error());
                     }
@@ -493,7 +500,7 @@ fn drain(first: Command, commands: &Receiver<Command>) -> Batch {
     batch
 }
 
-/// Adds the commands that arrive within [`LINGER`] to a batch that nobody waits for, until a
+/// Adds the commands that arrive within [`LINGER`] to a batch that no caller waits for, until a
 /// caller waits, a `Stop` arrives or the batch is full.
 fn linger(batch: &mut Batch, commands: &Receiver<Command>) {
     let deadline = std::time::Instant::now() + LINGER;
@@ -703,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn journaled_inserts_apply_before_the_jobs_of_their_batch() {
+    fn batch_applies_inserts_before_jobs() {
         let mut writer = writer();
         let (answer, mut done_result) = oneshot::channel();
         let mark = job(
@@ -721,7 +728,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_batch_keeps_journaled_inserts_for_the_next_one() {
+    fn failed_batch_keeps_inserts() {
         let mut writer = writer();
         writer.conn.execute_batch("BEGIN").unwrap();
 
@@ -754,7 +761,7 @@ mod tests {
     }
 
     #[test]
-    fn linger_gathers_detached_writes_until_a_caller_waits() {
+    fn linger_stops_at_waited_write() {
         let (commands, receiver) = mpsc::channel();
         let (first, _first_result) = insert_job("req-1");
         let (detached, _detached_result) = insert_job("req-2");
@@ -785,7 +792,7 @@ mod tests {
     }
 
     #[test]
-    fn linger_ends_at_stop_and_after_its_time() {
+    fn linger_stops_at_stop_or_timeout() {
         let (commands, receiver) = mpsc::channel();
         let (first, _first_result) = insert_job("req-1");
         let mut batch = drain(Command::Detached(first), &receiver);
