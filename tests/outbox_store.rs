@@ -34,8 +34,19 @@ fn data_dir() -> TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
+/// Opens the server's outbox. A test that reopens a directory can find the lock still held
+/// for a moment: a child process that a parallel test forks inherits the lock's descriptor
+/// until it executes its program. So a lock conflict is retried for a while.
 fn open(dir: &TempDir) -> Outbox {
-    Outbox::open_server(dir.path(), Durability::Process).unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Outbox::open_server(dir.path(), Durability::Process) {
+            Err(OutboxError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
 }
 
 fn charge(customer_id: &str) -> Value {

@@ -3,8 +3,10 @@
 //! store are kept here, in memory, until the worker stores or posts them.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -24,6 +26,62 @@ pub(super) struct Background {
 /// Counts one task as running until it is dropped.
 struct RunningGuard(Arc<Background>);
 
+/// Work that runs inside the task that awaits it, until that task drops it unfinished. Then
+/// the rest goes on as a tracked task. Running inline saves a spawn and the wait until the
+/// scheduler starts the new task, and a client that leaves still cancels nothing.
+#[must_use = "a future does nothing unless awaited"]
+pub struct Detachable<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// `None` once the work has finished.
+    work: Option<Pin<Box<F>>>,
+    name: &'static str,
+    background: Arc<Background>,
+}
+
+impl<F> Future for Detachable<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        // Polling after completion is the caller's bug. It returns `Pending` instead of
+        // panicking.
+        let Some(work) = this.work.as_mut() else {
+            return Poll::Pending;
+        };
+        let output = std::task::ready!(work.as_mut().poll(cx));
+        this.work = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F> Drop for Detachable<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        let Some(work) = self.work.take() else {
+            return;
+        };
+        // The work is boxed, so it moves to its own task without moving in memory.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(self.background.spawn(self.name, work));
+        } else {
+            tracing::warn!(
+                task = self.name,
+                "unfinished billing work dropped outside the runtime"
+            );
+        }
+    }
+}
+
 impl Background {
     /// Spawns `future` as a named task that [`Background::wait_idle`] waits for.
     pub(super) fn spawn<F>(self: &Arc<Self>, name: &'static str, future: F) -> JoinHandle<F::Output>
@@ -40,6 +98,19 @@ impl Background {
             drop(guard);
             output
         })
+    }
+
+    /// Wraps `future` to run inline, and in a tracked task if it is dropped unfinished.
+    pub(super) fn detachable<F>(self: &Arc<Self>, name: &'static str, future: F) -> Detachable<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Detachable {
+            work: Some(Box::pin(future)),
+            name,
+            background: Arc::clone(self),
+        }
     }
 
     pub(super) fn running(&self) -> usize {
@@ -110,6 +181,53 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), background.wait_idle())
             .await
             .expect("idle once the task ended");
+        assert_eq!(background.running(), 0);
+    }
+
+    /// Polls `future` once and reports whether it finished.
+    async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<()> {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx).map(drop))).await
+    }
+
+    #[tokio::test]
+    async fn detachable_work_runs_inline_when_awaited() {
+        let background = Arc::new(Background::default());
+        let output = background.detachable("test-task", async { 7 }).await;
+        assert_eq!(output, 7);
+        assert_eq!(background.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropped_detachable_work_goes_on_as_a_tracked_task() {
+        let background = Arc::new(Background::default());
+        let gate = Arc::new(Notify::new());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let task_gate = Arc::clone(&gate);
+        let mut work = background.detachable("test-task", async move {
+            task_gate.notified().await;
+            let _ = done_tx.send(());
+        });
+        // Polled once inline, so it has started, then dropped as a cancelled caller would.
+        assert!(poll_once(&mut work).await.is_pending());
+        drop(work);
+        assert_eq!(background.running(), 1, "the rest runs as a tracked task");
+
+        gate.notify_one();
+        tokio::time::timeout(Duration::from_secs(1), done_rx)
+            .await
+            .expect("the detached work finished")
+            .expect("the detached work sent its result");
+        tokio::time::timeout(Duration::from_secs(1), background.wait_idle())
+            .await
+            .expect("idle once the detached work ended");
+    }
+
+    #[tokio::test]
+    async fn finished_detachable_work_spawns_nothing_when_dropped() {
+        let background = Arc::new(Background::default());
+        let mut work = background.detachable("test-task", async {});
+        assert!(poll_once(&mut work).await.is_ready());
+        drop(work);
         assert_eq!(background.running(), 0);
     }
 

@@ -26,6 +26,7 @@ use crate::money::{Nanos, Usd};
 use crate::outbox::Outbox;
 
 use background::Background;
+pub use background::Detachable;
 pub use charge::{ChargeRecord, HoldRecord, SystemBalances, hold_reference, leg_reference};
 pub(crate) use hold::release;
 pub use hold::{Hold, HoldError};
@@ -120,6 +121,16 @@ impl Biller {
         self.background.spawn(name, future)
     }
 
+    /// Runs `future` inside the caller's task; if the caller drops it unfinished, the rest
+    /// goes on as a tracked task named `name`, as if started with [`Biller::spawn_tracked`].
+    pub fn detachable<F>(&self, name: &'static str, future: F) -> Detachable<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.background.detachable(name, future)
+    }
+
     /// Number of tasks started with [`Biller::spawn_tracked`] that are still running.
     pub fn tracked_tasks(&self) -> usize {
         self.background.running()
@@ -138,8 +149,9 @@ impl Biller {
     /// retries a failure.
     ///
     /// The work runs inside the caller's task until then, which saves a task hand-off on
-    /// every request. Callers therefore run in tracked tasks that are never cancelled, as the
-    /// upstream exchange and the stream relay do.
+    /// every request. Callers therefore run where a cancelled client cannot stop them: in
+    /// [`Biller::detachable`] work, as the upstream exchange and the stream relay do, or in a
+    /// tracked task.
     pub async fn charge(&self, record: ChargeRecord) -> ChargeStatus {
         if record.is_empty() {
             return ChargeStatus::Recorded;

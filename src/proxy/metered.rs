@@ -1,6 +1,7 @@
 //! A metered request from start to end: identify the customer, read and check the request,
 //! reserve, forward, meter, charge.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Collected, Limited};
 use tracing::{Instrument, field};
@@ -163,18 +165,25 @@ async fn serve(
         client_wants_usage: facts.include_usage == Some(true),
     };
 
-    // The exchange runs in its own task, so a client that disconnects does not cancel it:
-    // once upstream is called, its response is billed. Shutdown waits for the task.
-    // Boxed first: the future is several KiB, and each wrapper and the spawn would copy it.
+    // The exchange runs in this task, and a client that disconnects does not cancel it: the
+    // dropped handler hands the rest to a tracked task, which bills the response. Shutdown
+    // waits for that task.
+    // Boxed first: the future is several KiB, and each wrapper would copy it.
     let exchange = Box::pin(exchange(metering, call));
     let exchange =
         crate::telemetry::request::exchange(exchange).instrument(tracing::Span::current());
-    let task = state.biller.spawn_tracked("upstream-exchange", exchange);
-    task.await.unwrap_or_else(|error| {
-        Err(ProxyError::Internal {
-            detail: format!("the upstream exchange task failed: {error}"),
+    // A panic becomes a 500, as it would in a task of its own.
+    let exchange = AssertUnwindSafe(exchange).catch_unwind();
+    state
+        .biller
+        .detachable("upstream-exchange", exchange)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!("the upstream exchange panicked; answering 500");
+            Err(ProxyError::Internal {
+                detail: "the upstream exchange panicked".to_string(),
+            })
         })
-    })
 }
 
 /// The request tollgate sends upstream.
