@@ -19,6 +19,7 @@ pub mod ids;
 pub mod invoice;
 pub mod ledger;
 pub mod limits;
+mod listener;
 pub mod money;
 pub mod outbox;
 pub mod pricing;

@@ -149,9 +149,10 @@ pub async fn run_with_admin(
         }
     });
     let listener = crate::limits::ConnectionLimit::new(listener, config.max_connections);
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { graceful.cancelled().await });
-    let serving = spawn_named("proxy-listener", async move { server.await });
+    let serving = spawn_named(
+        "proxy-listener",
+        crate::listener::serve(listener, app, graceful),
+    );
     if let Some(admin) = admin {
         tracing::info!(listen = %admin.local_addr()?, admin_api = config.admin.token.is_some(), "admin listener serving");
         let admin_app = crate::admin::router(Arc::clone(&state));

@@ -34,6 +34,13 @@ pub struct LimitedIo<I> {
     _permit: OwnedSemaphorePermit,
 }
 
+impl<I> LimitedIo<I> {
+    /// Returns the socket.
+    pub fn get_ref(&self) -> &I {
+        &self.io
+    }
+}
+
 impl<L: Listener> ConnectionLimit<L> {
     pub fn new(inner: L, max_connections: usize) -> ConnectionLimit<L> {
         ConnectionLimit {

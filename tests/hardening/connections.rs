@@ -70,3 +70,38 @@ async fn connection_limit_defers_extra_connections() {
     );
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let harness = Harness::start().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+
+    let response = client
+        .get(format!("{}/v1/no-such-route", harness.url))
+        .send()
+        .await
+        .expect("an HTTP/2 response");
+
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn request_split_after_its_first_byte_is_served() {
+    let harness = Harness::start().await;
+    let mut stream = connect(&harness).await;
+    let request: &[u8] = b"POST /v1/no-such-route HTTP/1.1\r\nHost: tollgate\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+    // `P` could start the HTTP/2 preface too, so the listener must read on to decide.
+    stream.write_all(&request[..1]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream.write_all(&request[1..]).await.expect("write");
+
+    let status = status_line(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"));
+    harness.stop().await;
+}
