@@ -1,6 +1,7 @@
 //! Running the server: build the state from the configuration, serve the proxy and admin
 //! listeners, run the outbox worker, and shut down gracefully.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -85,6 +86,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
         auth,
         biller,
         upstream,
+        shutting_down: AtomicBool::new(false),
     }))
 }
 
@@ -153,10 +155,13 @@ pub async fn run_with_admin(
         "proxy-listener",
         crate::listener::serve(listener, app, graceful),
     );
+    // The admin listener outlives the drain, so probes see readiness fail while requests
+    // finish, instead of a refused connection.
+    let admin_stop = CancellationToken::new();
     if let Some(admin) = admin {
         tracing::info!(listen = %admin.local_addr()?, admin_api = config.admin.token.is_some(), "admin listener serving");
         let admin_app = crate::admin::router(Arc::clone(&state));
-        let stop = shutdown.clone();
+        let stop = admin_stop.clone();
         spawn_named("admin-listener", async move {
             let served = axum::serve(admin, admin_app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -168,7 +173,9 @@ pub async fn run_with_admin(
     }
 
     shutdown.cancelled().await;
+    state.shutting_down.store(true, Ordering::Release);
     drain_requests(&state, serving).await;
+    admin_stop.cancel();
 
     // The worker stops between two entries; an entry cut in the middle is safe to post again.
     let budget = flush_budget(&config);

@@ -98,6 +98,62 @@ async fn sigterm_lets_open_stream_finish() {
     assert_eq!(status.code(), Some(0), "log:\n{}", tollgate.logs());
 }
 
+/// Returns the status and JSON body of the admin listener's `/readyz`.
+async fn readiness(admin: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{admin}/readyz"))
+        .await
+        .expect("the admin listener answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_requests_drain() {
+    let case = Case::load(STREAM_CASE);
+    let blnk = FakeBlnk::start().await;
+    let upstream = StreamServer::start(Script::sse(
+        case.upstream_writes(),
+        Pace::Every(Duration::from_millis(200)),
+    ))
+    .await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    create_customer(
+        &blnk.url(),
+        "drain-postpaid",
+        Billing::Postpaid { credit_limit: None },
+        None,
+    )
+    .await;
+    let admin_address = format!("127.0.0.1:{}", binary::free_port());
+    let launch = Launch::new(blnk.url(), upstream.url.clone(), data_dir.path())
+        .with("TOLLGATE_ADMIN_LISTEN", &admin_address);
+    let mut tollgate = Tollgate::start(&launch).await;
+    let admin = format!("http://{admin_address}");
+
+    let response = post(&tollgate, "drain-postpaid", &case.request_body()).await;
+    let mut body = response.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    let (status, before) = readiness(&admin).await;
+    assert_eq!(status, 200, "ready before the signal: {before}");
+    assert_eq!(before["checks"]["accepting_requests"], true);
+
+    tollgate.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, draining) = readiness(&admin).await;
+    assert_eq!(status, 503, "not ready while draining: {draining}");
+    assert_eq!(draining["checks"]["accepting_requests"], false);
+    assert_eq!(
+        draining["failed"],
+        serde_json::json!(["accepting_requests"])
+    );
+
+    while let Some(chunk) = body.next().await {
+        chunk.expect("the stream is not cut");
+    }
+    let status = tollgate.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", tollgate.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_signal_exits_at_once() {
     let case = Case::load(STREAM_CASE);

@@ -21,7 +21,8 @@ pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Checks readiness to serve: prices loaded, Blnk responded recently, outbox writable.
+/// Checks readiness to serve: not shutting down, prices loaded, Blnk responded recently,
+/// outbox writable.
 /// Returns 200 or 503, with a body that names each check, the failed ones, and the facts
 /// behind them.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -34,6 +35,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             response_age.is_some_and(|age| age <= state.config.admin.ledger_stale_after),
         ),
         ("outbox_writable", state.biller.outbox().writable()),
+        ("accepting_requests", !state.is_shutting_down()),
     ];
 
     let failed: Vec<&str> = checks
@@ -48,6 +50,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "prices_loaded": checks[0].1,
             "ledger_reachable": checks[1].1,
             "outbox_writable": checks[2].1,
+            "accepting_requests": checks[3].1,
         },
         "failed": failed,
         "price_models": models,

@@ -9,6 +9,7 @@ mod routes;
 mod stream;
 mod upstream;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -35,9 +36,16 @@ pub struct AppState {
     pub auth: Authenticator,
     pub biller: Biller,
     pub upstream: UpstreamClient,
+    /// Set when shutdown begins; readiness fails from then on.
+    pub shutting_down: AtomicBool,
 }
 
 impl AppState {
+    /// Returns whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
     /// Returns the price table in force now. A request keeps the table it started with.
     pub fn price_table(&self) -> Arc<PriceTable> {
         match self.prices.read() {
