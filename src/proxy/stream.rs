@@ -256,7 +256,7 @@ fn billed_usage(
         None if summary.saw_content || summary.terminated || stopped_early => {
             let usage = Usage {
                 prompt_tokens: metering.estimate_prompt(),
-                completion_tokens: summary.streamed_text_tokens,
+                completion_tokens: summary.streamed_text_tokens(),
                 ..Usage::default()
             };
             (usage, UsageSource::Estimated)

@@ -44,7 +44,7 @@ const TALLY_FLUSH_BYTES: usize = 4096;
 const FALLBACK_BYTES_PER_TOKEN: u64 = 4;
 
 /// Streamed completion text, counted in pieces so memory stays bounded.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TextTally {
     pending: String,
     tokens: u64,
@@ -179,10 +179,9 @@ impl TextTally {
         self.pending.drain(..cut);
     }
 
-    /// Counts what is still buffered and returns the total.
-    pub(crate) fn finish(mut self, model: &str) -> u64 {
+    /// Returns the total: the tokens counted so far plus a count of what is still buffered.
+    pub(crate) fn total(&self, model: &str) -> u64 {
         let rest = count_text_tokens(model, &self.pending);
-        self.pending.clear();
         self.tokens.saturating_add(rest)
     }
 }
@@ -283,7 +282,7 @@ mod tests {
             );
         }
         let direct = count_text_tokens("gpt-4o", &text);
-        let tallied = tally.finish("gpt-4o");
+        let tallied = tally.total("gpt-4o");
         assert!(
             direct.abs_diff(tallied) <= 2,
             "direct {direct}, tallied {tallied}"

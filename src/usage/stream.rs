@@ -45,13 +45,23 @@ pub struct StreamSummary {
     pub response_id: Option<String>,
     /// Whether any non-empty generated text was seen.
     pub saw_content: bool,
-    /// Tokenizer count of the generated text seen: an estimate of the completion tokens for
-    /// streams that end without usage.
-    pub streamed_text_tokens: u64,
+    /// The generated text seen, partly counted; see [`StreamSummary::streamed_text_tokens`].
+    text: TextTally,
+    /// The model whose tokenizer counts `text`.
+    text_model: String,
     /// The message of the last upstream error event (or of `response.failed`).
     pub upstream_error: Option<String>,
     /// Whether `[DONE]` or a Responses terminal event was seen.
     pub terminated: bool,
+}
+
+impl StreamSummary {
+    /// Returns the tokenizer count of the generated text seen: an estimate of the completion
+    /// tokens for a stream that ended without usage. The text after the last full piece is
+    /// counted on this call, so a stream billed by its reported usage never pays for it.
+    pub fn streamed_text_tokens(&self) -> u64 {
+        self.text.total(&self.text_model)
+    }
 }
 
 /// Meters one streamed response. Feed it every complete event in order, then call
@@ -110,12 +120,12 @@ impl StreamMeter {
         self.summary.usage.as_ref()
     }
 
-    /// Ends metering: counts the buffered text and returns what the stream reported.
+    /// Ends metering and returns what the stream reported.
     pub fn finish(self) -> StreamSummary {
-        let model = counting_model(&self.summary, self.request_model.as_deref());
-        let streamed_text_tokens = self.text.finish(model);
+        let text_model = counting_model(&self.summary, self.request_model.as_deref()).to_owned();
         StreamSummary {
-            streamed_text_tokens,
+            text: self.text,
+            text_model,
             ..self.summary
         }
     }

@@ -90,7 +90,7 @@ fn usage_chunk_forwarded_when_requested() {
     assert_eq!(summary.response_id.as_deref(), Some("chatcmpl-t02"));
     assert!(summary.saw_content);
     assert_eq!(
-        summary.streamed_text_tokens,
+        summary.streamed_text_tokens(),
         count_text_tokens("gpt-4o", "1, 2, 3.")
     );
 }
@@ -139,12 +139,13 @@ fn usage_split_across_reads_reads_whole() {
     assert_eq!(
         summary
             .usage
+            .as_ref()
             .map(|usage| (usage.prompt_tokens, usage.completion_tokens)),
         Some((512, 64))
     );
     let text = "Split chunks are normal on TCP.";
     assert_eq!(
-        summary.streamed_text_tokens,
+        summary.streamed_text_tokens(),
         count_text_tokens("gpt-4o-mini", text)
     );
 }
@@ -173,7 +174,7 @@ fn disconnect_story_bills_full_usage() {
     assert!(!cut_summary.terminated);
     assert!(cut_summary.saw_content);
     assert_eq!(
-        cut_summary.streamed_text_tokens,
+        cut_summary.streamed_text_tokens(),
         count_text_tokens("gpt-4o", "Once upon")
     );
 }
@@ -192,7 +193,7 @@ fn error_event_midstream_is_recorded() {
     assert_eq!(summary.usage, None);
     assert!(!summary.terminated);
     assert_eq!(
-        summary.streamed_text_tokens,
+        summary.streamed_text_tokens(),
         count_text_tokens("gpt-4o", "The first part arrived")
     );
 }
@@ -205,7 +206,7 @@ fn two_choices_with_tool_calls_bill_once() {
     assert!(summary.saw_content);
     let arguments = "{\"city\":{\"city\":\"Paris\"}\"Zürich\"}";
     assert_eq!(
-        summary.streamed_text_tokens,
+        summary.streamed_text_tokens(),
         count_text_tokens("gpt-4o-mini", arguments)
     );
 }
@@ -223,7 +224,7 @@ fn legacy_completions_usage_and_text() {
     assert_eq!(summary.usage, Some(usage));
     assert_eq!(summary.model.as_deref(), Some("gpt-3.5-turbo-instruct"));
     assert_eq!(
-        summary.streamed_text_tokens,
+        summary.streamed_text_tokens(),
         count_text_tokens("gpt-3.5-turbo-instruct", "Once upon a time")
     );
 }
@@ -258,7 +259,7 @@ fn responses_completed_carries_usage() {
     assert_eq!(summary.upstream_error, None);
     let text = "The user wants coffee.Café au lait ☕ is ready.";
     assert_eq!(
-        summary.streamed_text_tokens,
+        summary.streamed_text_tokens(),
         count_text_tokens("o4-mini", text)
     );
 }
@@ -328,7 +329,7 @@ fn responses_type_read_without_event_line() {
     };
     assert_eq!(summary.usage, Some(usage));
     assert_eq!(summary.model.as_deref(), Some("gpt-5"));
-    assert_eq!(summary.streamed_text_tokens, 1);
+    assert_eq!(summary.streamed_text_tokens(), 1);
 }
 
 #[test]
@@ -397,7 +398,7 @@ fn request_model_picks_tokenizer_until_upstream_names_one() {
     let mut meter = StreamMeter::new(Endpoint::ChatCompletions, false).with_request_model("gpt-4");
     meter.observe(event.as_bytes());
     assert_eq!(
-        meter.finish().streamed_text_tokens,
+        meter.finish().streamed_text_tokens(),
         count_text_tokens("gpt-4", &text)
     );
 }
