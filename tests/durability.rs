@@ -723,3 +723,55 @@ async fn wait_for_outcome(outbox: &Outbox, id: i64, posts: usize) {
         tokio::task::yield_now().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_bills_http2_request_reset_while_draining() {
+    let harness = Harness::start_with(fast(&[("TOLLGATE_SHUTDOWN_GRACE", "10s")])).await;
+    let case = Case::load(CASE_15);
+    harness.postpaid(CUSTOMER).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(case.upstream_json())
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&harness.upstream)
+        .await;
+
+    // Under HTTP/2 hyper runs each request in a task of its own, apart from the connection
+    // that graceful shutdown watches.
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/chat/completions", harness.url);
+    let body = case.request_body();
+    let request = tollgate::task::spawn_named("test-http2-client", async move {
+        client
+            .post(url)
+            .header("X-Customer-Id", CUSTOMER)
+            .json(&body)
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    harness.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The client resets its request while the server drains.
+    request.abort();
+    let _ = request.await;
+
+    let stopped = tokio::time::timeout(Duration::from_secs(10), harness.server).await;
+    assert!(
+        stopped.is_ok(),
+        "the server stopped within its grace period"
+    );
+    let legs = all_charge_legs(&harness.blnk);
+    assert_eq!(
+        legs.len(),
+        2,
+        "the upstream call was billed before the server stopped"
+    );
+    assert_eq!(harness.state.biller.tracked_tasks(), 0);
+}

@@ -98,6 +98,29 @@ async fn sigterm_lets_open_stream_finish() {
     assert_eq!(status.code(), Some(0), "log:\n{}", tollgate.logs());
 }
 
+/// Returns the base URL of the admin listener, read from the line that announces it, so the
+/// test takes no port that another test could take too.
+async fn admin_url(tollgate: &Tollgate) -> String {
+    for _ in 0..250 {
+        let logs = tollgate.logs();
+        if let Some(line) = logs
+            .lines()
+            .find(|line| line.contains("admin listener serving"))
+        {
+            let start = line
+                .find("127.0.0.1:")
+                .unwrap_or_else(|| panic!("no address in {line:?}"));
+            let address: String = line[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            return format!("http://{address}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no admin listener in the log:\n{}", tollgate.logs());
+}
+
 /// Returns the status and JSON body of the admin listener's `/readyz`.
 async fn readiness(admin: &str) -> (u16, Value) {
     let response = reqwest::get(format!("{admin}/readyz"))
@@ -124,11 +147,9 @@ async fn readiness_fails_while_requests_drain() {
         None,
     )
     .await;
-    let admin_address = format!("127.0.0.1:{}", binary::free_port());
-    let launch = Launch::new(blnk.url(), upstream.url.clone(), data_dir.path())
-        .with("TOLLGATE_ADMIN_LISTEN", &admin_address);
+    let launch = Launch::new(blnk.url(), upstream.url.clone(), data_dir.path());
     let mut tollgate = Tollgate::start(&launch).await;
-    let admin = format!("http://{admin_address}");
+    let admin = admin_url(&tollgate).await;
 
     let response = post(&tollgate, "drain-postpaid", &case.request_body()).await;
     let mut body = response.bytes_stream();
@@ -199,10 +220,8 @@ async fn second_signal_exits_at_once() {
     })
     .await;
     next.signal("TERM");
-    assert_eq!(
-        next.wait_exit(Duration::from_secs(10)).await.code(),
-        Some(0)
-    );
+    let status = next.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}; log:\n{}", next.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,10 +281,8 @@ async fn unflushed_charge_resumes_next_start() {
         -case.expected_nanos()
     );
     next.signal("TERM");
-    assert_eq!(
-        next.wait_exit(Duration::from_secs(10)).await.code(),
-        Some(0)
-    );
+    let status = next.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}; log:\n{}", next.logs());
 }
 
 async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) {

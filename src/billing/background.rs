@@ -26,9 +26,18 @@ pub(super) struct Background {
 /// Counts one task as running until it is dropped.
 struct RunningGuard(Arc<Background>);
 
+impl RunningGuard {
+    fn new(background: &Arc<Background>) -> RunningGuard {
+        background.running.fetch_add(1, Ordering::AcqRel);
+        RunningGuard(Arc::clone(background))
+    }
+}
+
 /// Work that runs inside the task that awaits it, until that task drops it unfinished. Then
 /// the rest goes on as a tracked task. Running inline saves a spawn and the wait until the
-/// scheduler starts the new task, and a client that leaves still cancels nothing.
+/// scheduler starts the new task, and a client that leaves still cancels nothing. The work
+/// counts as running from its creation, so shutdown waits for it even while it runs inline
+/// in a task that shutdown does not track, such as the task hyper gives an HTTP/2 request.
 #[must_use = "a future does nothing unless awaited"]
 pub struct Detachable<F>
 where
@@ -38,7 +47,8 @@ where
     /// `None` once the work has finished.
     work: Option<Pin<Box<F>>>,
     name: &'static str,
-    background: Arc<Background>,
+    /// Counts the work as running until it finishes, inline or in its own task.
+    running: Option<RunningGuard>,
 }
 
 impl<F> Future for Detachable<F>
@@ -57,6 +67,7 @@ where
         };
         let output = std::task::ready!(work.as_mut().poll(cx));
         this.work = None;
+        this.running = None;
         Poll::Ready(output)
     }
 }
@@ -67,12 +78,12 @@ where
     F::Output: Send + 'static,
 {
     fn drop(&mut self) {
-        let Some(work) = self.work.take() else {
+        let (Some(work), Some(running)) = (self.work.take(), self.running.take()) else {
             return;
         };
         // The work is boxed, so it moves to its own task without moving in memory.
         if tokio::runtime::Handle::try_current().is_ok() {
-            drop(self.background.spawn(self.name, work));
+            drop(spawn_counted(self.name, work, running));
         } else {
             tracing::warn!(
                 task = self.name,
@@ -89,15 +100,7 @@ impl Background {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        let guard = RunningGuard(Arc::clone(self));
-        // Boxed first, so the wrapper below moves a pointer instead of the whole future.
-        let future = Box::pin(future);
-        spawn_named(name, async move {
-            let output = future.await;
-            drop(guard);
-            output
-        })
+        spawn_counted(name, future, RunningGuard::new(self))
     }
 
     /// Wraps `future` to run inline, and in a tracked task if it is dropped unfinished.
@@ -109,7 +112,7 @@ impl Background {
         Detachable {
             work: Some(Box::pin(future)),
             name,
-            background: Arc::clone(self),
+            running: Some(RunningGuard::new(self)),
         }
     }
 
@@ -152,6 +155,21 @@ impl Background {
     }
 }
 
+/// Spawns `future` as a named task that stays counted by `running` until it ends.
+fn spawn_counted<F>(name: &'static str, future: F, running: RunningGuard) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    // Boxed first, so the wrapper below moves a pointer instead of the whole future.
+    let future = Box::pin(future);
+    spawn_named(name, async move {
+        let output = future.await;
+        drop(running);
+        output
+    })
+}
+
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -187,6 +205,25 @@ mod tests {
     /// Polls `future` once and reports whether it finished.
     async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<()> {
         std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx).map(drop))).await
+    }
+
+    #[tokio::test]
+    async fn inline_work_counts_as_running() {
+        let background = Arc::new(Background::default());
+        let gate = Arc::new(Notify::new());
+        let task_gate = Arc::clone(&gate);
+        let mut work = background.detachable("test-task", async move {
+            task_gate.notified().await;
+        });
+        assert!(poll_once(&mut work).await.is_pending());
+        assert_eq!(background.running(), 1, "counted while it runs inline");
+
+        let waiting = tokio::time::timeout(Duration::from_millis(50), background.wait_idle()).await;
+        assert!(waiting.is_err(), "shutdown waits for inline work");
+
+        gate.notify_one();
+        work.await;
+        assert_eq!(background.running(), 0);
     }
 
     #[tokio::test]

@@ -195,7 +195,7 @@ pub async fn create_customer(
 }
 
 /// Returns a loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
