@@ -88,6 +88,11 @@ struct Cli {
     /// request error; for CI, where timings mean nothing.
     #[arg(long)]
     smoke: bool,
+
+    /// Runs the load generator and the stubs on CPU 0, and the hop, the floor and tollgate
+    /// on CPU 1 (with `taskset`), so the process under test has a core of its own.
+    #[arg(long)]
+    pin: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,7 +199,14 @@ async fn measure(cli: &Cli) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let rig = match Rig::start(profile_dir).await {
+    if cli.pin
+        && let Err(error) = setup::pin_self_to_load_cpu()
+    {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
+    machine.pinned = cli.pin;
+    let rig = match Rig::start(profile_dir, cli.pin).await {
         Ok(rig) => rig,
         Err(error) => {
             eprintln!("error: {error}");

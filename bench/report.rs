@@ -27,6 +27,8 @@ pub struct Machine {
     pub memory: String,
     pub load_before: String,
     pub load_after: String,
+    /// The load ran on CPU 0 and the processes under test on CPU 1.
+    pub pinned: bool,
 }
 
 impl Machine {
@@ -53,6 +55,7 @@ impl Machine {
             memory,
             load_before: load_average(),
             load_after: String::new(),
+            pinned: false,
         }
     }
 }
@@ -132,7 +135,7 @@ pub fn render(results: &Results, settings: &Settings, machine: &Machine, took: D
     );
     let _ = writeln!(
         out,
-        "machine: {} CPUs, {}, {} memory; load average {} before, {} after; {} build; run took {:.0} s\n",
+        "machine: {} CPUs, {}, {} memory; load average {} before, {} after; {} build; run took {:.0} s{}\n",
         machine.cpus,
         machine.model,
         machine.memory,
@@ -143,7 +146,12 @@ pub fn render(results: &Results, settings: &Settings, machine: &Machine, took: D
         } else {
             "release"
         },
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        if machine.pinned {
+            "; load generator and stubs on CPU 0, processes under test on CPU 1"
+        } else {
+            ""
+        }
     );
     if let Some(arms) = &results.latency {
         latency_tables(&mut out, arms, settings);

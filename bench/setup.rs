@@ -75,7 +75,7 @@ pub struct ArmRounds {
 impl Rig {
     /// Starts the stubs, the hop and tollgate; tollgate under callgrind when `profile_dir`
     /// is given, with instrumentation off until the profile scenario turns it on.
-    pub async fn start(profile_dir: Option<&Path>) -> Result<Rig, BenchError> {
+    pub async fn start(profile_dir: Option<&Path>, pin: bool) -> Result<Rig, BenchError> {
         let dir = tempfile::tempdir()
             .map_err(|source| BenchError::io("creating a temporary directory", source))?;
         let upstream = upstream::start()
@@ -85,8 +85,20 @@ impl Rig {
             .await
             .map_err(|source| BenchError::io("starting the ledger stub", source))?;
 
-        let hop = spawn_hop("hop", upstream, None, dir.path()).await?;
-        let floor = spawn_hop("floor", upstream, Some(ledger.floor_addr), dir.path()).await?;
+        let pin_prefix: Vec<String> = if pin {
+            ["taskset", "-c", TEST_CPU].map(String::from).to_vec()
+        } else {
+            Vec::new()
+        };
+        let hop = spawn_hop("hop", upstream, None, dir.path(), &pin_prefix).await?;
+        let floor = spawn_hop(
+            "floor",
+            upstream,
+            Some(ledger.floor_addr),
+            dir.path(),
+            &pin_prefix,
+        )
+        .await?;
 
         let pricing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pricing.toml");
         let env = vec![
@@ -102,7 +114,8 @@ impl Rig {
             ("TOLLGATE_PRICING_WATCH", "false".to_string()),
         ];
         let tollgate_log = dir.path().join("tollgate.log");
-        let wrapper: Vec<String> = match profile_dir {
+        let mut wrapper = pin_prefix;
+        wrapper.extend(match profile_dir {
             Some(profile_dir) => vec![
                 "valgrind".into(),
                 "--tool=callgrind".into(),
@@ -113,7 +126,7 @@ impl Rig {
                 ),
             ],
             None => Vec::new(),
-        };
+        });
         let tollgate = tokio::task::spawn_blocking(move || {
             Child::spawn(
                 "tollgate",
@@ -236,12 +249,40 @@ impl Rig {
 
 /// Starts the harness binary again as the bare hop in front of `upstream`, or as the floor
 /// when `ledger` is given, logging to `<name>.log` in `dir`.
+/// The CPU that `--pin` gives the processes under test.
+const TEST_CPU: &str = "1";
+
+/// The CPU that `--pin` gives the load generator and the stubs.
+const LOAD_CPU: &str = "0";
+
+/// Pins every thread of this process, the load generator and the stubs, to [`LOAD_CPU`].
+/// Threads started later inherit the setting.
+pub fn pin_self_to_load_cpu() -> Result<(), String> {
+    let pid = std::process::id().to_string();
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", LOAD_CPU, &pid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|error| {
+            format!("--pin needs taskset (util-linux), which failed to start: {error}")
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "taskset could not pin the harness to CPU {LOAD_CPU} ({status}); --pin needs at least two CPUs"
+        ))
+    }
+}
+
 async fn spawn_hop(
     name: &'static str,
     upstream: SocketAddr,
     ledger: Option<SocketAddr>,
     dir: &Path,
+    wrapper: &[String],
 ) -> Result<Child, BenchError> {
+    let wrapper = wrapper.to_vec();
     let log = dir.join(format!("{name}.log"));
     let mut args = vec![
         "serve-hop".to_string(),
@@ -253,7 +294,7 @@ async fn spawn_hop(
     }
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Child::spawn(name, &[], &args, &[], &log)
+        Child::spawn(name, &wrapper, &args, &[], &log)
     })
     .await
     .map_err(|error| BenchError::Child {
