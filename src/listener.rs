@@ -36,11 +36,7 @@ enum Protocol {
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits until every
 /// connection has closed.
-pub async fn serve<L>(
-    mut listener: ConnectionLimit<L>,
-    router: Router,
-    shutdown: CancellationToken,
-) -> io::Result<()>
+pub async fn serve<L>(mut listener: ConnectionLimit<L>, router: Router, shutdown: CancellationToken)
 where
     L: Listener<Io = TcpStream>,
 {
@@ -55,7 +51,6 @@ where
     }
     drop(listener);
     graceful.shutdown().await;
-    Ok(())
 }
 
 /// Serves one connection with the protocol its first bytes name.
@@ -74,7 +69,7 @@ async fn serve_connection(
         // A connection that has not sent a byte yet is closed at once.
         () = shutdown.cancelled() => return,
     };
-    // The router takes any request body; it boxes hyper's as it does under axum::serve.
+    // The router accepts hyper's request body and boxes it, as it does under axum::serve.
     let service = TowerToHyperService::new(router);
     let io = TokioIo::new(io);
     // The rare protocols are boxed, so the task of an HTTP/1.1 connection does not reserve

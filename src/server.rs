@@ -189,7 +189,7 @@ pub async fn run_with_admin(
 
 /// Waits, within `shutdown_grace`, for the requests in flight and for the billing tasks they
 /// started: stream relays that outlive their client, charge posts and hold voids.
-async fn drain_requests(state: &AppState, serving: tokio::task::JoinHandle<std::io::Result<()>>) {
+async fn drain_requests(state: &AppState, serving: tokio::task::JoinHandle<()>) {
     let grace = state.config.shutdown_grace;
     tracing::info!(
         grace_s = grace.as_secs(),
@@ -197,8 +197,8 @@ async fn drain_requests(state: &AppState, serving: tokio::task::JoinHandle<std::
         "shutting down: no new connections; waiting for requests in flight"
     );
     let drained = tokio::time::timeout(grace, async {
-        if let Ok(Err(error)) = serving.await {
-            tracing::error!(%error, "proxy listener failed");
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "proxy listener task failed");
         }
         state.biller.wait_idle().await;
     })

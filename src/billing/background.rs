@@ -44,11 +44,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    /// `None` once the work has finished.
-    work: Option<Pin<Box<F>>>,
+    /// The unfinished work, and the guard that counts it as running until it finishes,
+    /// inline or in its own task. `None` once the work has finished.
+    work: Option<(Pin<Box<F>>, RunningGuard)>,
     name: &'static str,
-    /// Counts the work as running until it finishes, inline or in its own task.
-    running: Option<RunningGuard>,
 }
 
 impl<F> Future for Detachable<F>
@@ -62,12 +61,11 @@ where
         let this = self.get_mut();
         // Polling after completion is the caller's bug. It returns `Pending` instead of
         // panicking.
-        let Some(work) = this.work.as_mut() else {
+        let Some((work, _)) = this.work.as_mut() else {
             return Poll::Pending;
         };
         let output = std::task::ready!(work.as_mut().poll(cx));
         this.work = None;
-        this.running = None;
         Poll::Ready(output)
     }
 }
@@ -78,7 +76,7 @@ where
     F::Output: Send + 'static,
 {
     fn drop(&mut self) {
-        let (Some(work), Some(running)) = (self.work.take(), self.running.take()) else {
+        let Some((work, running)) = self.work.take() else {
             return;
         };
         // The work is boxed, so it moves to its own task without moving in memory.
@@ -110,9 +108,8 @@ impl Background {
         F::Output: Send + 'static,
     {
         Detachable {
-            work: Some(Box::pin(future)),
+            work: Some((Box::pin(future), RunningGuard::new(self))),
             name,
-            running: Some(RunningGuard::new(self)),
         }
     }
 
@@ -227,7 +224,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn detachable_work_runs_inline_when_awaited() {
+    async fn awaited_work_runs_inline() {
         let background = Arc::new(Background::default());
         let output = background.detachable("test-task", async { 7 }).await;
         assert_eq!(output, 7);
@@ -235,7 +232,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropped_detachable_work_goes_on_as_a_tracked_task() {
+    async fn dropped_work_moves_to_tracked_task() {
         let background = Arc::new(Background::default());
         let gate = Arc::new(Notify::new());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -260,7 +257,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn finished_detachable_work_spawns_nothing_when_dropped() {
+    async fn finished_work_spawns_nothing_on_drop() {
         let background = Arc::new(Background::default());
         let mut work = background.detachable("test-task", async {});
         assert!(poll_once(&mut work).await.is_ready());

@@ -121,7 +121,7 @@ impl Biller {
         self.background.spawn(name, future)
     }
 
-    /// Runs `future` inside the caller's task; if the caller drops it unfinished, the rest
+    /// Runs `future` inside the caller's task. If the caller drops it unfinished, the rest
     /// goes on as a tracked task named `name`, as if started with [`Biller::spawn_tracked`].
     pub fn detachable<F>(&self, name: &'static str, future: F) -> Detachable<F>
     where

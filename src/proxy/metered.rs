@@ -179,7 +179,7 @@ async fn serve(
         .detachable("upstream-exchange", exchange)
         .await
         .unwrap_or_else(|_| {
-            tracing::error!("the upstream exchange panicked; answering 500");
+            tracing::error!("the upstream exchange panicked; returning 500");
             Err(ProxyError::Internal {
                 detail: "the upstream exchange panicked".to_string(),
             })
