@@ -51,6 +51,19 @@ async fn mount_case(harness: &Harness, case: &Case) {
         .await;
 }
 
+/// Mounts `case`'s upstream answer, sent `delay` after the request arrives.
+async fn mount_case_after(harness: &Harness, case: &Case, delay: Duration) {
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(case.upstream_json())
+                .set_delay(delay),
+        )
+        .mount(&harness.upstream)
+        .await;
+}
+
 async fn post_chat(harness: &Harness, customer: &str, body: &Value) -> reqwest::Response {
     harness
         .http()
@@ -674,15 +687,7 @@ async fn client_gone_before_answer_is_billed() {
     let harness = Harness::start_with(fast(&[])).await;
     let case = Case::load(CASE_15);
     harness.postpaid(CUSTOMER).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(case.upstream_json())
-                .set_delay(Duration::from_millis(500)),
-        )
-        .mount(&harness.upstream)
-        .await;
+    mount_case_after(&harness, &case, Duration::from_millis(500)).await;
 
     // The client gives up while upstream is still generating its answer.
     let impatient = reqwest::Client::builder()
@@ -729,15 +734,7 @@ async fn shutdown_bills_http2_request_reset_while_draining() {
     let harness = Harness::start_with(fast(&[("TOLLGATE_SHUTDOWN_GRACE", "10s")])).await;
     let case = Case::load(CASE_15);
     harness.postpaid(CUSTOMER).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(case.upstream_json())
-                .set_delay(Duration::from_millis(800)),
-        )
-        .mount(&harness.upstream)
-        .await;
+    mount_case_after(&harness, &case, Duration::from_millis(800)).await;
 
     // Under HTTP/2 hyper runs each request in a task of its own, apart from the connection
     // that graceful shutdown watches.

@@ -36,29 +36,52 @@ fn request_id(response: &reqwest::Response) -> String {
     id.expect("the request id is ASCII").to_string()
 }
 
+/// A tollgate binary in front of an upstream that streams `case` 200 ms a piece, with one
+/// postpaid customer.
+struct StreamServed {
+    blnk: FakeBlnk,
+    tollgate: Tollgate,
+    _upstream: StreamServer,
+    _data_dir: tempfile::TempDir,
+}
+
+impl StreamServed {
+    async fn start(case: &Case, customer: &str) -> StreamServed {
+        let blnk = FakeBlnk::start().await;
+        let upstream = StreamServer::start(Script::sse(
+            case.upstream_writes(),
+            Pace::Every(Duration::from_millis(200)),
+        ))
+        .await;
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        create_customer(
+            &blnk.url(),
+            customer,
+            Billing::Postpaid { credit_limit: None },
+            None,
+        )
+        .await;
+        let launch = Launch::new(blnk.url(), upstream.url.clone(), data_dir.path());
+        let tollgate = Tollgate::start(&launch).await;
+        StreamServed {
+            blnk,
+            tollgate,
+            _upstream: upstream,
+            _data_dir: data_dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_open_stream_finish() {
     let case = Case::load(STREAM_CASE);
-    let blnk = FakeBlnk::start().await;
-    let upstream = StreamServer::start(Script::sse(
-        case.upstream_writes(),
-        Pace::Every(Duration::from_millis(200)),
-    ))
-    .await;
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    create_customer(
-        &blnk.url(),
-        "stream-postpaid",
-        Billing::Postpaid { credit_limit: None },
-        None,
-    )
-    .await;
-    let mut tollgate = Tollgate::start(&Launch::new(
-        blnk.url(),
-        upstream.url.clone(),
-        data_dir.path(),
-    ))
-    .await;
+    // The upstream and the data directory stay bound, so they live until the test ends.
+    let StreamServed {
+        blnk,
+        mut tollgate,
+        _upstream,
+        _data_dir,
+    } = StreamServed::start(&case, "stream-postpaid").await;
 
     let response = post(&tollgate, "stream-postpaid", &case.request_body()).await;
     assert_eq!(response.status(), 200);
@@ -133,22 +156,12 @@ async fn readiness(admin: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_requests_drain() {
     let case = Case::load(STREAM_CASE);
-    let blnk = FakeBlnk::start().await;
-    let upstream = StreamServer::start(Script::sse(
-        case.upstream_writes(),
-        Pace::Every(Duration::from_millis(200)),
-    ))
-    .await;
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    create_customer(
-        &blnk.url(),
-        "drain-postpaid",
-        Billing::Postpaid { credit_limit: None },
-        None,
-    )
-    .await;
-    let launch = Launch::new(blnk.url(), upstream.url.clone(), data_dir.path());
-    let mut tollgate = Tollgate::start(&launch).await;
+    let StreamServed {
+        blnk: _blnk,
+        mut tollgate,
+        _upstream,
+        _data_dir,
+    } = StreamServed::start(&case, "drain-postpaid").await;
     let admin = admin_url(&tollgate).await;
 
     let response = post(&tollgate, "drain-postpaid", &case.request_body()).await;
