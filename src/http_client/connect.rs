@@ -1,4 +1,5 @@
-//! A connector wrapper that bounds the whole connection setup by one timeout.
+//! A connector wrapper that bounds the whole connection setup by one timeout and hands the
+//! client a [`ServerStream`].
 
 use std::future::Future;
 use std::io;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use http::Uri;
 use tower_service::Service;
+
+use super::stream::ServerStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -29,12 +32,13 @@ impl<C> TimedConnector<C> {
 impl<C> Service<Uri> for TimedConnector<C>
 where
     C: Service<Uri>,
+    C::Response: Into<ServerStream>,
     C::Future: Send + 'static,
     C::Error: Into<BoxError>,
 {
-    type Response = C::Response;
+    type Response = ServerStream;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<ServerStream, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -45,7 +49,7 @@ where
         let timeout = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
-                Ok(connected) => connected.map_err(Into::into),
+                Ok(connected) => connected.map(Into::into).map_err(Into::into),
                 Err(_) => Err(Box::new(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("no connection within {} ms", timeout.as_millis()),

@@ -6,6 +6,7 @@
 mod connect;
 mod error;
 mod route;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use rustls::crypto::CryptoProvider;
 pub use connect::TimedConnector;
 pub use error::{BuildError, TransportError, describe};
 pub use route::{Route, RoutedConnector, RoutedStream};
+pub use stream::ServerStream;
 
 /// A pooled client that sends bodies held whole in memory.
 pub type HttpClient = Client<TimedConnector<HttpsConnector<RoutedConnector>>, Full<Bytes>>;

@@ -1,6 +1,7 @@
 //! The proxy listener: metered OpenAI routes, pass-through routes, and OpenAI-shaped
 //! errors for everything else.
 
+mod client_queue;
 mod headers;
 mod ledger_step;
 mod metered;

@@ -48,7 +48,9 @@ struct RequestRecord {
     error_code: Option<&'static str>,
     error: Option<String>,
     hold_reference: Option<String>,
-    billed: Option<Billed>,
+    /// Boxed: filled in only when the request ends, and a stream's record lives as long as
+    /// the stream.
+    billed: Option<Box<Billed>>,
     ledger: Option<ChargeStatus>,
     upstream_started: Option<Instant>,
     upstream_finished: Option<Instant>,
@@ -202,7 +204,7 @@ pub fn charged(
         references: charge.leg_references().join(","),
         client_disconnected,
     };
-    with(|record| record.billed = Some(billed));
+    with(|record| record.billed = Some(Box::new(billed)));
 }
 
 /// Notes whether the charge was recorded before the response completed.
@@ -306,7 +308,7 @@ impl RequestRecord {
     }
 
     fn log(&self, durations: &Durations, aborted: bool) {
-        let billed = self.billed.as_ref();
+        let billed = self.billed.as_deref();
         let usage = billed.map(|billed| &billed.usage);
         let client_disconnected = billed
             .map(|billed| billed.client_disconnected || self.client_left)
