@@ -9,7 +9,7 @@
 //! wakes only a sender that waits for room.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -82,9 +82,9 @@ fn wake(waker: Option<Waker>) {
 impl Sender {
     /// Waits for room, then queues `chunk`. Fails, dropping the chunk, once the receiver is
     /// gone.
-    pub async fn send(&mut self, chunk: Bytes) -> Result<(), Closed> {
+    pub fn send(&mut self, chunk: Bytes) -> impl Future<Output = Result<(), Closed>> + '_ {
         let mut pending = Some(chunk);
-        poll_fn(|cx| self.poll_send(cx, &mut pending)).await
+        poll_fn(move |cx| self.poll_send(cx, &mut pending))
     }
 
     fn poll_send(

