@@ -5,15 +5,23 @@
 //! hyper-util's automatic builder does, cost about 6 KiB more per open connection in the
 //! memory benchmark.
 //!
+//! Every connection must send its first bytes within the header read timeout, and an HTTP/1.1
+//! connection each request's headers, counted from the end of its previous response. A
+//! connection that stays silent or stalls inside its headers is closed, so idle connections
+//! cannot hold every slot of `max_connections`.
+//!
 //! On shutdown the listener stops accepting, and each connection finishes the request it is
 //! serving and then closes. No connection is upgraded: the proxy relays no WebSocket.
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::serve::Listener;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
@@ -35,19 +43,49 @@ enum Protocol {
     Undecided,
 }
 
+/// The settings every connection is served with, built once.
+struct Protocols {
+    http1: http1::Builder,
+    header_read_timeout: Duration,
+}
+
+impl Protocols {
+    fn new(header_read_timeout: Duration) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        Protocols {
+            http1,
+            header_read_timeout,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits until every
 /// connection has closed.
-pub async fn serve<L>(mut listener: ConnectionLimit<L>, router: Router, shutdown: CancellationToken)
-where
+pub async fn serve<L>(
+    mut listener: ConnectionLimit<L>,
+    router: Router,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) where
     L: Listener<Io = TcpStream>,
 {
+    let protocols = Arc::new(Protocols::new(header_read_timeout));
     let graceful = GracefulShutdown::new();
     loop {
         let (io, _) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let connection = serve_connection(io, router.clone(), graceful.watcher(), shutdown.clone());
+        let connection = serve_connection(
+            io,
+            router.clone(),
+            Arc::clone(&protocols),
+            graceful.watcher(),
+            shutdown.clone(),
+        );
         spawn_named("proxy-connection", connection);
     }
     drop(listener);
@@ -62,15 +100,21 @@ where
 fn serve_connection(
     io: LimitedIo<TcpStream>,
     router: Router,
+    protocols: Arc<Protocols>,
     watcher: Watcher,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
+        let first_bytes = tokio::time::timeout(protocols.header_read_timeout, sniff(io.get_ref()));
         let protocol = tokio::select! {
-            sniffed = sniff(io.get_ref()) => match sniffed {
-                Ok(protocol) => protocol,
+            sniffed = first_bytes => match sniffed {
+                Ok(Ok(protocol)) => protocol,
                 // The peer reset the connection before sending a request.
-                Err(_) => return,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!("connection closed: no request within the header read timeout");
+                    return;
+                }
             },
             // A connection that has not sent a byte yet is closed at once.
             () = shutdown.cancelled() => return,
@@ -82,8 +126,7 @@ fn serve_connection(
         // room for their larger state.
         let served = match protocol {
             Protocol::Http1 => {
-                let connection =
-                    hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+                let connection = protocols.http1.serve_connection(io, service);
                 watcher.watch(connection).await.map_err(Box::from)
             }
             Protocol::Http2 => {
@@ -92,7 +135,12 @@ fn serve_connection(
                 Box::pin(watcher.watch(connection)).await.map_err(Box::from)
             }
             Protocol::Undecided => {
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(protocols.header_read_timeout);
                 let connection = builder.serve_connection(io, service);
                 Box::pin(watcher.watch(connection)).await
             }

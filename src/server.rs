@@ -153,7 +153,7 @@ pub async fn run_with_admin(
     let listener = crate::limits::ConnectionLimit::new(listener, config.max_connections);
     let serving = spawn_named(
         "proxy-listener",
-        crate::listener::serve(listener, app, graceful),
+        crate::listener::serve(listener, app, config.header_read_timeout, graceful),
     );
     // The admin listener outlives the drain, so probes see readiness fail while requests
     // finish, instead of a refused connection.

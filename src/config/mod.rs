@@ -27,6 +27,9 @@ pub struct Config {
     /// Largest total size of the request's header names and values. Larger headers are
     /// rejected with 431.
     pub max_header_bytes: usize,
+    /// Time a client connection gets to send a request's headers, from its opening or from
+    /// the end of its previous response. A connection that has not sent them is closed.
+    pub header_read_timeout: Duration,
     /// Deepest nesting of JSON arrays and objects accepted in a metered request body. Deeper
     /// bodies are rejected with 400 `invalid_json`.
     pub max_json_depth: usize,

@@ -1,5 +1,6 @@
-//! The limit on open client connections: at `max_connections`, a further connection is not
-//! served until an open one closes.
+//! Client connections: at `max_connections`, a further connection is not served until an open
+//! one closes, and a connection that does not send a request's headers within
+//! `header_read_timeout` is closed.
 
 use std::time::Duration;
 
@@ -102,6 +103,97 @@ async fn request_split_after_its_first_byte_is_served() {
     stream.write_all(&request[1..]).await.expect("write");
 
     let status = status_line(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"));
+    harness.stop().await;
+}
+
+/// Waits at most `wait` for the server to close `stream`, reading and discarding anything it
+/// sends. Returns whether it closed.
+async fn closed_by_server(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(wait, read_to_end).await.is_ok()
+}
+
+async fn start_with_header_timeout() -> Harness {
+    Harness::start_with(Options {
+        env: vec![("TOLLGATE_HEADER_READ_TIMEOUT", "300ms".into())],
+        ..Options::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn header_timeout_closes_stalled_request() {
+    let harness = start_with_header_timeout().await;
+    let mut stalled = connect(&harness).await;
+    stalled
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: tollgate\r\n")
+        .await
+        .expect("write");
+
+    assert!(
+        closed_by_server(&mut stalled, Duration::from_secs(10)).await,
+        "a connection that stopped inside its headers stayed open"
+    );
+
+    let mut fresh = connect(&harness).await;
+    fresh.write_all(REQUEST).await.expect("write");
+    let status = status_line(&mut fresh, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn header_timeout_closes_silent_connection() {
+    let harness = start_with_header_timeout().await;
+    let mut silent = connect(&harness).await;
+
+    assert!(
+        closed_by_server(&mut silent, Duration::from_secs(10)).await,
+        "a connection that never sent a byte stayed open"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn header_timeout_closes_idle_keep_alive() {
+    let harness = start_with_header_timeout().await;
+    let mut idle = connect(&harness).await;
+    idle.write_all(b"GET /v1/no-such-route HTTP/1.1\r\nHost: tollgate\r\n\r\n")
+        .await
+        .expect("write");
+    let status = status_line(&mut idle, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"));
+
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(10)).await,
+        "a kept-alive connection with no next request stayed open"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn header_timeout_spares_slow_client_within_it() {
+    let harness = Harness::start_with(Options {
+        env: vec![("TOLLGATE_HEADER_READ_TIMEOUT", "5s".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut slow = connect(&harness).await;
+    let (head, rest) = REQUEST.split_at(20);
+    slow.write_all(head).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    slow.write_all(rest).await.expect("write");
+
+    let status = status_line(&mut slow, Duration::from_secs(5)).await;
     assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"));
     harness.stop().await;
 }
