@@ -3,6 +3,7 @@
 //! error logs.
 
 pub mod exposition;
+mod fields;
 mod histogram;
 mod labels;
 pub mod ledger;
@@ -22,13 +23,15 @@ pub use metrics::{Route, metrics};
 /// span under `span`.
 pub fn init(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    // Colour codes only help a terminal; in a log file or collector they are noise.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // Colour codes only help a terminal; in a log file or collector they are noise.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(terminal);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text if terminal => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(fields::PlainFields).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
