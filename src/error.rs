@@ -3,6 +3,8 @@
 //!
 //! Upstream's own error responses never pass through here: they are relayed unchanged.
 
+use std::time::Duration;
+
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
@@ -68,6 +70,10 @@ pub enum ProxyError {
         "request body too large: the limit is {limit} bytes; send a smaller body or ask the operator to raise max_body_bytes"
     )]
     BodyTooLarge { limit: usize },
+    #[error(
+        "the request body stalled: no bytes arrived for {} ms after the first {received} bytes; send the body without pauses, or ask the operator to raise body_idle_timeout", idle.as_millis()
+    )]
+    BodyStalled { idle: Duration, received: usize },
     #[error(
         "unknown route {method} {path}: tollgate meters /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions, and passes /v1/models through"
     )]
@@ -154,6 +160,11 @@ impl ProxyError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "body_too_large",
+            ),
+            BodyStalled { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "body_timeout",
             ),
             UnknownRoute { .. } => (
                 StatusCode::NOT_FOUND,

@@ -30,6 +30,9 @@ pub struct Config {
     /// Time a client connection gets to send a request's headers, from its opening or from
     /// the end of its previous response. A connection that has not sent them is closed.
     pub header_read_timeout: Duration,
+    /// Maximum pause within a request body that tollgate reads whole (metered and
+    /// pass-through routes). A longer pause gets 408.
+    pub body_idle_timeout: Duration,
     /// Deepest nesting of JSON arrays and objects accepted in a metered request body. Deeper
     /// bodies are rejected with 400 `invalid_json`.
     pub max_json_depth: usize,

@@ -3,12 +3,12 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -101,7 +101,13 @@ async fn serve(
     tracing::Span::current().record("customer", customer.as_str());
     crate::telemetry::request::identify(&customer);
 
-    let body = read_body(body, &parts.headers, config.max_body_bytes).await?;
+    let body = read_body(
+        body,
+        &parts.headers,
+        config.max_body_bytes,
+        config.body_idle_timeout,
+    )
+    .await?;
     check_json_depth(&body, config.max_json_depth).map_err(|exceeded| ProxyError::JsonTooDeep {
         limit: exceeded.max_depth,
     })?;
@@ -250,10 +256,13 @@ fn customer_id(headers: &HeaderMap, name: &http::HeaderName) -> Result<CustomerI
     })
 }
 
+/// Reads a whole request body of at most `limit` bytes. Fails when `idle` passes without a
+/// byte of it arriving.
 pub(super) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    idle: Duration,
 ) -> Result<Bytes, ProxyError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
@@ -262,28 +271,47 @@ pub(super) async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(into_own_allocation(collected)),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ProxyError::BodyTooLarge { limit })
+    let mut body = Limited::new(body, limit);
+    let mut pieces = Vec::new();
+    let mut length = 0;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(error))) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+            Ok(Some(Err(error))) => {
+                return Err(ProxyError::InvalidJson {
+                    detail: format!("the request body could not be read: {error}"),
+                });
+            }
+            Err(_) => {
+                return Err(ProxyError::BodyStalled {
+                    idle,
+                    received: length,
+                });
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            length += data.len();
+            pieces.push(data);
         }
-        Err(error) => Err(ProxyError::InvalidJson {
-            detail: format!("the request body could not be read: {error}"),
-        }),
     }
+    Ok(into_own_allocation(pieces, length))
 }
 
-/// Copies a request body into one allocation of exactly its size.
+/// Copies the pieces of a request body into one allocation of exactly its size.
 ///
 /// A body that arrived in one read is a slice of the connection's read buffer. A stream keeps
 /// its request body until it ends, to estimate the prompt if upstream reports no usage. If the
 /// body were that slice, it would keep the buffer alive, and hyper would allocate another for
-/// the connection's next read: 4 KiB more per open stream in the memory benchmark. A body that
-/// arrived in pieces was always copied into one buffer, so no body is copied twice.
-fn into_own_allocation(collected: Collected<Bytes>) -> Bytes {
-    let mut buf = collected.aggregate();
-    let mut body = BytesMut::with_capacity(bytes::Buf::remaining(&buf));
-    body.put(&mut buf);
+/// the connection's next read: 4 KiB more per open stream in the memory benchmark.
+fn into_own_allocation(pieces: Vec<Bytes>, length: usize) -> Bytes {
+    let mut body = BytesMut::with_capacity(length);
+    for piece in pieces {
+        body.extend_from_slice(&piece);
+    }
     body.freeze()
 }
 
@@ -563,14 +591,21 @@ mod tests {
 
     use super::*;
 
+    const IDLE: Duration = Duration::from_secs(5);
+
     #[tokio::test]
     async fn read_body_releases_read_buffer() {
         let read_buffer = Bytes::from(vec![b'x'; 8192]);
         let request = read_buffer.slice(..300);
 
-        let body = read_body(Body::new(Full::new(request)), &HeaderMap::new(), 1 << 20)
-            .await
-            .expect("a body under the limit");
+        let body = read_body(
+            Body::new(Full::new(request)),
+            &HeaderMap::new(),
+            1 << 20,
+            IDLE,
+        )
+        .await
+        .expect("a body under the limit");
 
         assert_eq!(body.len(), 300);
         assert!(
@@ -585,7 +620,7 @@ mod tests {
             .map(|piece| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(piece))));
         let streamed = Body::new(StreamBody::new(futures_util::stream::iter(pieces)));
 
-        let body = read_body(streamed, &HeaderMap::new(), 1 << 20)
+        let body = read_body(streamed, &HeaderMap::new(), 1 << 20, IDLE)
             .await
             .expect("a body under the limit");
 

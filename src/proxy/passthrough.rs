@@ -47,7 +47,13 @@ async fn relay(state: Arc<AppState>, request: Request, log: bool) -> Result<Resp
     if log {
         log_unmetered(&parts, &caller, &config.customer_header);
     }
-    let body = read_body(body, &parts.headers, config.max_body_bytes).await?;
+    let body = read_body(
+        body,
+        &parts.headers,
+        config.max_body_bytes,
+        config.body_idle_timeout,
+    )
+    .await?;
     let (headers, path) = forwarded(&parts, config);
     let upstream = state
         .upstream

@@ -1,6 +1,9 @@
-//! Header size, JSON depth, body size and customer id limits, each rejected before upstream
-//! is called, with its own status and OpenAI-shaped error.
+//! Header size, JSON depth, body size, body pause and customer id limits, each rejected
+//! before upstream is called, with its own status and OpenAI-shaped error.
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -194,6 +197,63 @@ async fn large_body_gets_413() {
         .expect("answer");
     expect_error(chunked, 413, "body_too_large").await;
     assert_eq!(upstream_calls(&harness).await, 0);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn stalled_body_gets_408() {
+    let harness = start(vec![("TOLLGATE_BODY_IDLE_TIMEOUT", "300ms".into())]).await;
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+        .into_bytes();
+    let (start, end) = body.split_at(10);
+    let (start, end) = (start.to_vec(), end.to_vec());
+    // The first piece arrives at once, the rest only after a pause longer than the timeout.
+    let pieces = futures_util::stream::iter([start])
+        .chain(futures_util::stream::once(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            end
+        }))
+        .map(Ok::<_, std::io::Error>);
+    let stalled = harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "cust_limits")
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await
+        .expect("answer");
+
+    let message = expect_error(stalled, 408, "body_timeout").await;
+    assert!(message.contains("300 ms"), "{message}");
+    assert!(message.contains("first 10 bytes"), "{message}");
+    assert!(message.contains("body_idle_timeout"), "{message}");
+    assert_eq!(upstream_calls(&harness).await, 0);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn slow_body_within_timeout_is_served() {
+    let harness = start(vec![("TOLLGATE_BODY_IDLE_TIMEOUT", "2s".into())]).await;
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+        .into_bytes();
+    // Pauses shorter than the timeout, adding up to more than it.
+    let pieces: Vec<Vec<u8>> = body.chunks(8).map(<[u8]>::to_vec).collect();
+    let slow = futures_util::stream::iter(pieces).then(|piece| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    let response = harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "cust_limits")
+        .body(reqwest::Body::wrap_stream(slow))
+        .send()
+        .await
+        .expect("answer");
+
+    assert_eq!(response.status(), 200);
     harness.stop().await;
 }
 
