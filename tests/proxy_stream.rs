@@ -521,3 +521,71 @@ async fn stream_ending_without_terminator_gets_error_event() {
     );
     assert!(charge.usd_nanos() > 0);
 }
+
+/// Builds a chat completion stream of `content_chunks` events, each carrying about 64 KiB of text,
+/// that ends with reported usage and the terminator.
+fn large_stream(content_chunks: usize) -> Vec<String> {
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            "data: {{\"id\":\"chatcmpl-big\",\"object\":\"chat.completion.chunk\",\"created\":1730000000,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}],\"usage\":null}}\n\n"
+        )
+    };
+    let text = "word ".repeat(64 * 1024 / 5);
+    let mut pieces = vec![chunk(r#"{"role":"assistant","content":""}"#, "null")];
+    for _ in 0..content_chunks {
+        pieces.push(chunk(&format!("{{\"content\":\"{text}\"}}"), "null"));
+    }
+    pieces.push(chunk("{}", "\"stop\""));
+    pieces.push(
+        "data: {\"id\":\"chatcmpl-big\",\"object\":\"chat.completion.chunk\",\"created\":1730000000,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[],\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":5000000,\"total_tokens\":5000040}}\n\n"
+            .to_string(),
+    );
+    pieces.push("data: [DONE]\n\n".to_string());
+    pieces
+}
+
+/// A client that stops reading fills the relay's queue, so the relay waits for room when the
+/// client leaves. The `stop` policy must still end the stream there.
+#[tokio::test]
+async fn stop_policy_applies_to_stalled_reader() {
+    let pieces = large_stream(400);
+    let total = pieces.len();
+    let (harness, server) = start(
+        Script::sse(pieces, Pace::Every(Duration::from_millis(1))),
+        vec![("TOLLGATE_UPSTREAM_ON_CLIENT_DISCONNECT", "stop".into())],
+    )
+    .await;
+    harness.postpaid("cust_postpaid_01").await;
+    let case = Case::load("13-client-disconnects-mid-stream");
+    let response = post_stream(&harness, "cust_postpaid_01", &case.request_body()).await;
+    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+
+    // Wait until upstream is no longer read: every buffer toward the client is full.
+    let mut written = server.pieces_written();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = server.pieces_written();
+        if now == written {
+            break;
+        }
+        written = now;
+    }
+    assert!(
+        written < total,
+        "upstream was read to its end before the client left"
+    );
+    drop(response);
+
+    wait_for_secs(10, || charge_of(&harness.blnk, &id).usd.is_some()).await;
+    let charge = charge_of(&harness.blnk, &id);
+    let usd = charge.usd.as_ref().unwrap();
+    assert_eq!(usd.meta_data["client_disconnected"], true);
+    assert_eq!(
+        usd.meta_data["usage_source"], "estimated",
+        "the stream was read on after the client left"
+    );
+    assert!(
+        server.pieces_written() < total,
+        "upstream was read to its end after the client left under the stop policy"
+    );
+}

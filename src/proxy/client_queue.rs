@@ -129,7 +129,10 @@ impl Drop for Sender {
         let mut state = lock(&self.shared);
         state.sender_alive = false;
         let receiver = state.receiver.take();
+        // The sender's own wakers would keep its finished task allocated.
+        let own = (state.room.take(), state.closed.take());
         drop(state);
+        drop(own);
         wake(receiver);
     }
 }
@@ -157,10 +160,11 @@ impl Drop for Receiver {
         let mut state = lock(&self.shared);
         state.receiver_alive = false;
         let queued = std::mem::take(&mut state.chunks);
+        let own = state.receiver.take();
         let room = state.room.take();
         let closed = state.closed.take();
         drop(state);
-        drop(queued);
+        drop((queued, own));
         wake(room);
         wake(closed);
     }
@@ -301,6 +305,22 @@ mod tests {
             pin!(sender.send(chunk(0))).poll(&mut relay_cx),
             Poll::Ready(Err(Closed))
         );
+    }
+
+    #[test]
+    fn sender_drop_releases_its_wakers() {
+        let (sender, receiver) = channel();
+        let relay = Arc::new(Counter::default());
+        {
+            let relay_waker = context(&relay);
+            let mut relay_cx = Context::from_waker(&relay_waker);
+            assert!(pin!(sender.closed()).poll(&mut relay_cx).is_pending());
+        }
+        assert_eq!(Arc::strong_count(&relay), 2, "the queue keeps the waker");
+
+        drop(sender);
+        assert_eq!(Arc::strong_count(&relay), 1);
+        drop(receiver);
     }
 
     #[test]

@@ -74,15 +74,29 @@ struct Client {
 }
 
 impl Client {
-    async fn send(&mut self, bytes: Bytes) {
+    /// Sends `bytes` unless the client has left. Returns true when this send finds that the
+    /// client has left, which happens when it stopped reading and then closed the connection.
+    async fn send(&mut self, bytes: Bytes) -> bool {
         if self.gone {
-            return;
+            return false;
         }
         if self.sender.send(bytes).await.is_err() {
             self.gone = true;
-            tracing::info!("client disconnected mid-stream");
+            return true;
         }
+        false
     }
+}
+
+/// Applies the disconnect policy to a client that just left: the relay stops at once, or
+/// reads upstream on until the drain timeout.
+fn client_left(policy: DisconnectPolicy, drain: Duration, deadline: &mut Instant) -> Option<End> {
+    tracing::info!(policy = ?policy, "client disconnected mid-stream");
+    if policy == DisconnectPolicy::Stop {
+        return Some(End::Stopped);
+    }
+    *deadline = (*deadline).min(Instant::now() + drain);
+    None
 }
 
 /// Builds the relay's future, which lives as long as the stream. An `async fn` would keep its
@@ -117,11 +131,9 @@ fn run(
                 biased;
                 _ = client.sender.closed(), if !client.gone => {
                     client.gone = true;
-                    tracing::info!(policy = ?policy, "client disconnected mid-stream");
-                    if policy == DisconnectPolicy::Stop {
-                        break End::Stopped;
+                    if let Some(end) = client_left(policy, drain, &mut deadline) {
+                        break end;
                     }
-                    deadline = deadline.min(Instant::now() + drain);
                     continue;
                 }
                 next = tokio::time::timeout(wait, body.next()) => next,
@@ -145,15 +157,22 @@ fn run(
                 break End::Failed(error.to_string());
             }
             let ready = classify(&mut meter, &mut events, &mut held);
-            if let Some(bytes) = ready {
-                client.send(bytes).await;
+            // A client that stopped reading and then left is found here, while the relay
+            // waits for room in the queue.
+            if let Some(bytes) = ready
+                && client.send(bytes).await
+                && let Some(end) = client_left(policy, drain, &mut deadline)
+            {
+                break end;
             }
         };
 
         if let Ok(Some(tail)) = framer.finish() {
             events.push(tail);
-            if let Some(bytes) = classify(&mut meter, &mut events, &mut held) {
-                client.send(bytes).await;
+            if let Some(bytes) = classify(&mut meter, &mut events, &mut held)
+                && client.send(bytes).await
+            {
+                tracing::info!("client disconnected mid-stream");
             }
         }
         // Boxed, so the relay's future, which lives as long as the stream, does not reserve room
@@ -233,7 +252,9 @@ async fn finish(
     }
 
     for event in held {
-        client.send(event).await;
+        if client.send(event).await {
+            tracing::info!("client disconnected mid-stream");
+        }
     }
     // A stream that ended without its terminator was cut: after a failure, or at a plain end
     // of body that brought no usage either. Both official SDKs raise an exception on an error
@@ -243,7 +264,9 @@ async fn finish(
         let event = Bytes::from_static(
             b"data: {\"error\":{\"message\":\"the upstream stream ended before completion\",\"type\":\"upstream_error\",\"param\":null,\"code\":\"upstream_stream_interrupted\"}}\n\n",
         );
-        client.send(event).await;
+        if client.send(event).await {
+            tracing::info!("client disconnected mid-stream");
+        }
     }
     crate::telemetry::request::finish();
 }
