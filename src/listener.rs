@@ -1,14 +1,15 @@
 //! Serving the proxy router on its listener. Each connection gets the protocol its first
-//! bytes name: HTTP/2 when a client opens with the HTTP/2 preface (cleartext HTTP/2 with
+//! bytes name: HTTP/2 when a client opens with the whole HTTP/2 preface (cleartext HTTP/2 with
 //! prior knowledge), HTTP/1.1 otherwise. The bytes are peeked, not read, so an HTTP/1.1
 //! connection is served by hyper's HTTP/1 code alone. Detecting the protocol by reading, as
 //! hyper-util's automatic builder does, cost about 6 KiB more per open connection in the
 //! memory benchmark.
 //!
-//! Every connection must send its first bytes within the header read timeout, and an HTTP/1.1
-//! connection each request's headers, counted from the end of its previous response. A
-//! connection that stays silent or stalls inside its headers is closed, so idle connections
-//! cannot hold every slot of `max_connections`.
+//! The header read timeout bounds every wait for a client: the first request's headers (or
+//! the HTTP/2 preface) must arrive within it of the connection's opening, and each later
+//! request's headers within it of the end of the previous response. A connection that stays
+//! silent or stalls is closed, so idle connections cannot hold every slot of
+//! `max_connections`. An HTTP/2 connection that has sent its preface is not timed.
 //!
 //! On shutdown the listener stops accepting, and each connection finishes the request it is
 //! serving and then closes. No connection is upgraded: the proxy relays no WebSocket.
@@ -25,22 +26,25 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{ConnectionLimit, LimitedIo};
 use crate::task::spawn_named;
 
-/// The first bytes of the HTTP/2 connection preface. The method `PRI` is registered for this
-/// preface alone (RFC 7540, section 11.6), so no HTTP/1.1 request starts with them.
-const HTTP2_START: &[u8; 3] = b"PRI";
+/// The HTTP/2 connection preface (RFC 9113, section 3.4). The method `PRI` is registered for
+/// this preface alone, so no HTTP/1.1 request starts with it.
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long the listener waits before it peeks again at a connection whose first bytes are a
+/// part of the HTTP/2 preface. Only a client that splits its first bytes waits this long.
+const PEEK_AGAIN: Duration = Duration::from_millis(5);
 
 /// The protocol a connection's first bytes name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
     Http1,
     Http2,
-    /// Fewer bytes than needed have arrived, and they could start either protocol.
-    Undecided,
 }
 
 /// The settings every connection is served with, built once.
@@ -105,7 +109,8 @@ fn serve_connection(
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let first_bytes = tokio::time::timeout(protocols.header_read_timeout, sniff(io.get_ref()));
+        let deadline = Instant::now() + protocols.header_read_timeout;
+        let first_bytes = tokio::time::timeout_at(deadline, sniff(io.get_ref()));
         let protocol = tokio::select! {
             sniffed = first_bytes => match sniffed {
                 Ok(Ok(protocol)) => protocol,
@@ -126,21 +131,18 @@ fn serve_connection(
         // room for their larger state.
         let served = match protocol {
             Protocol::Http1 => {
-                let connection = protocols.http1.serve_connection(io, service);
-                watcher.watch(connection).await.map_err(Box::from)
+                // The first request's headers get what is left of the time since the
+                // connection opened. The builder is a temporary, so the connection's task
+                // does not keep it.
+                let connection = {
+                    let mut http1 = protocols.http1.clone();
+                    http1.header_read_timeout(deadline.saturating_duration_since(Instant::now()));
+                    http1.serve_connection(io, service)
+                };
+                watcher.watch(connection).await
             }
             Protocol::Http2 => {
                 let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(io, service);
-                Box::pin(watcher.watch(connection)).await.map_err(Box::from)
-            }
-            Protocol::Undecided => {
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(protocols.header_read_timeout);
                 let connection = builder.serve_connection(io, service);
                 Box::pin(watcher.watch(connection)).await
             }
@@ -151,28 +153,31 @@ fn serve_connection(
     }
 }
 
-/// Waits for the connection's first bytes and names the protocol they start.
+/// Waits until the connection's first bytes name a protocol, and names it.
 async fn sniff(stream: &TcpStream) -> io::Result<Protocol> {
-    let mut start = [0u8; HTTP2_START.len()];
-    let peeked = stream.peek(&mut start).await?;
-    Ok(protocol_of(&start[..peeked]))
+    let mut start = [0u8; HTTP2_PREFACE.len()];
+    loop {
+        let peeked = stream.peek(&mut start).await?;
+        if let Some(protocol) = protocol_of(&start[..peeked]) {
+            return Ok(protocol);
+        }
+        // A peek returns at once while any bytes are waiting, so it cannot wait for more.
+        tokio::time::sleep(PEEK_AGAIN).await;
+    }
 }
 
-/// Names the protocol that `start`, the first bytes a client sent, begins.
-fn protocol_of(start: &[u8]) -> Protocol {
-    if start.len() >= HTTP2_START.len() {
-        if start.starts_with(HTTP2_START) {
-            Protocol::Http2
-        } else {
-            Protocol::Http1
-        }
-    } else if !start.is_empty() && HTTP2_START.starts_with(start) {
-        Protocol::Undecided
-    } else {
-        // Also a connection closed before its first byte: hyper's HTTP/1 code reads the end
-        // of the stream and closes it.
-        Protocol::Http1
+/// Names the protocol that `start`, the first bytes a client sent, begins, or returns `None`
+/// while they are a part of the HTTP/2 preface that could still go either way.
+fn protocol_of(start: &[u8]) -> Option<Protocol> {
+    if start.is_empty() {
+        // A connection closed before its first byte: hyper's HTTP/1 code reads the end of the
+        // stream and closes it.
+        return Some(Protocol::Http1);
     }
+    if !HTTP2_PREFACE.starts_with(start) {
+        return Some(Protocol::Http1);
+    }
+    (start.len() == HTTP2_PREFACE.len()).then_some(Protocol::Http2)
 }
 
 #[cfg(test)]
@@ -181,16 +186,21 @@ mod tests {
 
     #[test]
     fn first_bytes_name_the_protocol() {
-        let cases: [(&[u8], Protocol); 9] = [
-            (b"POST /v1/chat/completions HTTP/1.1\r\n", Protocol::Http1),
-            (b"GET", Protocol::Http1),
-            (b"PUT", Protocol::Http1),
-            (b"PATCH", Protocol::Http1),
-            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Protocol::Http2),
-            (b"PRI", Protocol::Http2),
-            (b"PR", Protocol::Undecided),
-            (b"P", Protocol::Undecided),
-            (b"", Protocol::Http1),
+        let cases: [(&[u8], Option<Protocol>); 11] = [
+            (
+                b"POST /v1/chat/completions HTTP/1.1\r\n",
+                Some(Protocol::Http1),
+            ),
+            (b"GET", Some(Protocol::Http1)),
+            (b"PUT", Some(Protocol::Http1)),
+            (b"PATCH", Some(Protocol::Http1)),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Some(Protocol::Http2)),
+            (b"PRI * HTTP/1.1\r\n", Some(Protocol::Http1)),
+            (b"PRI * HTTP/2.0\r\n", None),
+            (b"PRI", None),
+            (b"PR", None),
+            (b"P", None),
+            (b"", Some(Protocol::Http1)),
         ];
         for (start, expected) in cases {
             assert_eq!(

@@ -197,3 +197,57 @@ async fn header_timeout_spares_slow_client_within_it() {
     assert_eq!(status.as_deref(), Some("HTTP/1.1 404 Not Found"));
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn header_timeout_closes_stall_after_p() {
+    let harness = start_with_header_timeout().await;
+    let mut stalled = connect(&harness).await;
+    // `P` starts both `POST` and the HTTP/2 preface, so the listener cannot yet tell the
+    // protocol. A client that sends it and nothing more must still be closed in time.
+    stalled.write_all(b"P").await.expect("write");
+
+    assert!(
+        closed_by_server(&mut stalled, Duration::from_secs(5)).await,
+        "a connection that stopped after `P` stayed open"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn header_timeout_closes_stalled_http2_preface() {
+    let harness = start_with_header_timeout().await;
+    let mut stalled = connect(&harness).await;
+    stalled
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("write");
+
+    assert!(
+        closed_by_server(&mut stalled, Duration::from_secs(5)).await,
+        "a connection that stopped inside the HTTP/2 preface stayed open"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn header_timeout_counts_from_opening() {
+    let harness = Harness::start_with(Options {
+        env: vec![("TOLLGATE_HEADER_READ_TIMEOUT", "1s".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut slow = connect(&harness).await;
+    let (first, rest) = REQUEST.split_at(1);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    slow.write_all(first).await.expect("write");
+    // The whole header is sent 1.6 s after the connection opened, past the 1 s timeout.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let _ = slow.write_all(rest).await;
+
+    let status = status_line(&mut slow, Duration::from_secs(3)).await;
+    assert_eq!(
+        status, None,
+        "headers completed 1.6 s after opening were served under a 1 s timeout"
+    );
+    harness.stop().await;
+}
