@@ -274,25 +274,37 @@ pub(super) async fn read_body(
     let mut body = Limited::new(body, limit);
     let mut pieces = Vec::new();
     let mut length = 0;
+    // One timer for the whole body, moved on only when it fires, so the many pieces of a
+    // large body do not each arm and disarm a timer.
+    let mut last_piece = tokio::time::Instant::now();
+    let stall = tokio::time::sleep(idle);
+    tokio::pin!(stall);
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(None) => break,
-            Ok(Some(Err(error))) if error.is::<http_body_util::LengthLimitError>() => {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = &mut stall => {
+                let quiet_until = last_piece + idle;
+                if tokio::time::Instant::now() >= quiet_until {
+                    return Err(ProxyError::BodyStalled { idle, received: length });
+                }
+                stall.as_mut().reset(quiet_until);
+                continue;
+            }
+        };
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            None => break,
+            Some(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
                 return Err(ProxyError::BodyTooLarge { limit });
             }
-            Ok(Some(Err(error))) => {
+            Some(Err(error)) => {
                 return Err(ProxyError::InvalidJson {
                     detail: format!("the request body could not be read: {error}"),
                 });
             }
-            Err(_) => {
-                return Err(ProxyError::BodyStalled {
-                    idle,
-                    received: length,
-                });
-            }
         };
+        last_piece = tokio::time::Instant::now();
         if let Ok(data) = frame.into_data() {
             length += data.len();
             pieces.push(data);
