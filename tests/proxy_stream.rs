@@ -589,3 +589,47 @@ async fn stop_policy_applies_to_stalled_reader() {
         "upstream was read to its end after the client left under the stop policy"
     );
 }
+
+/// The same stalled reader under the `drain` policy: once the client leaves, upstream is read
+/// for at most the drain timeout, not to the end of a long stream.
+#[tokio::test]
+async fn drain_policy_applies_to_stalled_reader() {
+    let pieces = large_stream(600);
+    let total = pieces.len();
+    let (harness, server) = start(
+        Script::sse(pieces, Pace::Every(Duration::from_millis(20))),
+        vec![
+            ("TOLLGATE_UPSTREAM_ON_CLIENT_DISCONNECT", "drain".into()),
+            ("TOLLGATE_UPSTREAM_DRAIN_TIMEOUT", "300ms".into()),
+        ],
+    )
+    .await;
+    harness.postpaid("cust_postpaid_01").await;
+    let case = Case::load("13-client-disconnects-mid-stream");
+    let response = post_stream(&harness, "cust_postpaid_01", &case.request_body()).await;
+    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+
+    let mut written = server.pieces_written();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = server.pieces_written();
+        if now == written {
+            break;
+        }
+        written = now;
+    }
+    drop(response);
+
+    // Reading the rest of the stream would take about 8 s more.
+    wait_for_secs(4, || charge_of(&harness.blnk, &id).usd.is_some()).await;
+    let charge = charge_of(&harness.blnk, &id);
+    let usd = charge
+        .usd
+        .as_ref()
+        .expect("charged within the drain timeout of the client leaving");
+    assert_eq!(usd.meta_data["client_disconnected"], true);
+    assert!(
+        server.pieces_written() < total,
+        "upstream was read to its end although the drain timeout had passed"
+    );
+}
