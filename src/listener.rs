@@ -16,7 +16,9 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -131,12 +133,10 @@ fn serve_connection(
         // room for their larger state.
         let served = match protocol {
             Protocol::Http1 => {
-                // The first request's headers get what is left of the time since the
-                // connection opened. The builder is a temporary, so the connection's task
-                // does not keep it.
+                // The builder is a temporary, so the connection's task does not keep it.
                 let connection = {
                     let mut http1 = protocols.http1.clone();
-                    http1.header_read_timeout(deadline.saturating_duration_since(Instant::now()));
+                    http1.timer(FirstRequestDeadline::new(deadline.into_std()));
                     http1.serve_connection(io, service)
                 };
                 watcher.watch(connection).await
@@ -150,6 +150,47 @@ fn serve_connection(
         if let Err(error) = served {
             tracing::trace!(%error, "connection ended with an error");
         }
+    }
+}
+
+/// hyper's timer for one HTTP/1.1 connection: tokio's timer, except that the first request's
+/// header read timeout ends no later than the connection's deadline. So the wait for the first
+/// bytes counts against the first request, and later requests get the whole timeout.
+struct FirstRequestDeadline {
+    deadline: std::time::Instant,
+    first_used: AtomicBool,
+}
+
+impl FirstRequestDeadline {
+    fn new(deadline: std::time::Instant) -> Self {
+        FirstRequestDeadline {
+            deadline,
+            first_used: AtomicBool::new(false),
+        }
+    }
+}
+
+impl hyper::rt::Timer for FirstRequestDeadline {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        TokioTimer::new().sleep(duration)
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        // hyper asks for a new sleep for each request's headers.
+        let deadline = if self.first_used.swap(true, Ordering::Relaxed) {
+            deadline
+        } else {
+            deadline.min(self.deadline)
+        };
+        TokioTimer::new().sleep_until(deadline)
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {
+        TokioTimer::new().reset(sleep, new_deadline);
+    }
+
+    fn now(&self) -> std::time::Instant {
+        TokioTimer::new().now()
     }
 }
 

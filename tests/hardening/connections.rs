@@ -251,3 +251,31 @@ async fn header_timeout_counts_from_opening() {
     );
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn header_timeout_restarts_after_late_first_request() {
+    let harness = Harness::start_with(Options {
+        env: vec![("TOLLGATE_HEADER_READ_TIMEOUT", "1s".into())],
+        ..Options::default()
+    })
+    .await;
+    let request = b"GET /v1/no-such-route HTTP/1.1\r\nHost: tollgate\r\n\r\n";
+    let mut late = connect(&harness).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    late.write_all(request).await.expect("write");
+    let first = status_line(&mut late, Duration::from_secs(5)).await;
+    assert_eq!(first.as_deref(), Some("HTTP/1.1 404 Not Found"));
+    let mut rest = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_millis(100), late.read(&mut rest)).await;
+
+    // 1.3 s after the connection opened, but only 0.6 s after the previous response.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    late.write_all(request).await.expect("write");
+    let second = status_line(&mut late, Duration::from_secs(5)).await;
+    assert_eq!(
+        second.as_deref(),
+        Some("HTTP/1.1 404 Not Found"),
+        "a later request got only the time left from the connection's opening"
+    );
+    harness.stop().await;
+}
