@@ -176,7 +176,7 @@ impl hyper::rt::Timer for FirstRequestDeadline {
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        // hyper asks for a new sleep for each request's headers.
+        // hyper creates a new sleep for each request's headers.
         let deadline = if self.first_used.swap(true, Ordering::Relaxed) {
             deadline
         } else {
