@@ -9,7 +9,8 @@
 //! the HTTP/2 preface) must arrive within it of the connection's opening, and each later
 //! request's headers within it of the end of the previous response. A connection that stays
 //! silent or stalls is closed, so idle connections cannot hold every slot of
-//! `max_connections`. An HTTP/2 connection that has sent its preface is not timed.
+//! `max_connections`. An HTTP/2 connection that has sent its preface is pinged after each
+//! quiet period of that length, and closed when it leaves a ping unanswered as long.
 //!
 //! On shutdown the listener stops accepting, and each connection finishes the request it is
 //! serving and then closes. No connection is upgraded: the proxy relays no WebSocket.
@@ -27,6 +28,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -142,7 +144,13 @@ fn serve_connection(
                 watcher.watch(connection).await
             }
             Protocol::Http2 => {
-                let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                // A client that stops answering pings is closed, as one that sent only the
+                // preface and nothing more.
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(protocols.header_read_timeout)
+                    .keep_alive_timeout(protocols.header_read_timeout);
                 let connection = builder.serve_connection(io, service);
                 Box::pin(watcher.watch(connection)).await
             }
@@ -201,6 +209,11 @@ async fn sniff(stream: &TcpStream) -> io::Result<Protocol> {
         let peeked = stream.peek(&mut start).await?;
         if let Some(protocol) = protocol_of(&start[..peeked]) {
             return Ok(protocol);
+        }
+        // A peek returns the waiting bytes again and again, so it cannot see that the client
+        // closed the connection after them. hyper's HTTP/1 code reads that end and closes.
+        if stream.ready(Interest::READABLE).await?.is_read_closed() {
+            return Ok(Protocol::Http1);
         }
         // A peek returns at once while any bytes are waiting, so it cannot wait for more.
         tokio::time::sleep(PEEK_AGAIN).await;

@@ -279,3 +279,88 @@ async fn header_timeout_restarts_after_late_first_request() {
     );
     harness.stop().await;
 }
+
+/// Reads from `stream` until the server closes it or `wait` passes, and returns what arrived.
+async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, read_to_end).await;
+    received
+}
+
+#[tokio::test]
+async fn header_timeout_is_full_for_next_request() {
+    let harness = Harness::start_with(Options {
+        env: vec![("TOLLGATE_HEADER_READ_TIMEOUT", "1s".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut client = connect(&harness).await;
+    let keep_alive: &[u8] = b"GET /v1/no-such-route HTTP/1.1\r\nHost: tollgate\r\n\r\n";
+
+    // The first request arrives 800 ms after the opening, within the 1 s timeout.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    client.write_all(keep_alive).await.expect("write");
+    // The next request follows 500 ms after the first response, also within the timeout.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = client.write_all(REQUEST).await;
+
+    let received = read_until_closed(&mut client, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(
+        text.matches("HTTP/1.1 404 Not Found").count(),
+        2,
+        "the second request, sent 500 ms after the first response under a 1 s timeout, \
+         was not served: {text:?}"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn closed_partial_preface_frees_its_slot() {
+    let harness = Harness::start_with(Options {
+        env: vec![("TOLLGATE_MAX_CONNECTIONS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut left = connect(&harness).await;
+    // `P` could start the HTTP/2 preface, and then the client closes the connection.
+    left.write_all(b"P").await.expect("write");
+    left.shutdown().await.expect("shutdown");
+    drop(left);
+
+    let mut next = connect(&harness).await;
+    next.write_all(REQUEST).await.expect("write");
+    let status = status_line(&mut next, Duration::from_secs(3)).await;
+    assert_eq!(
+        status.as_deref(),
+        Some("HTTP/1.1 404 Not Found"),
+        "a connection closed after `P` kept the only slot for the 30 s header read timeout"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn header_timeout_closes_silent_http2() {
+    let harness = start_with_header_timeout().await;
+    let mut silent = connect(&harness).await;
+    // The whole preface, then no SETTINGS frame and no request.
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("write");
+
+    assert!(
+        closed_by_server(&mut silent, Duration::from_secs(5)).await,
+        "an HTTP/2 connection that sent only its preface stayed open past the 300 ms timeout"
+    );
+    harness.stop().await;
+}
