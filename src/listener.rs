@@ -144,7 +144,7 @@ fn serve_connection(
                 watcher.watch(connection).await
             }
             Protocol::Http2 => {
-                // A client that stops answering pings is closed, as one that sent only the
+                // A client that leaves a ping unacknowledged is closed, as one that sent only the
                 // preface and nothing more.
                 let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                 builder
