@@ -633,3 +633,34 @@ async fn drain_policy_applies_to_stalled_reader() {
         "upstream was read to its end although the drain timeout had passed"
     );
 }
+
+/// A client that stops reading but keeps its connection open fills the relay's queue. At the
+/// stream's deadline the relay stops reading upstream and bills what it saw, instead of
+/// waiting for room for as long as the client stays.
+#[tokio::test]
+async fn stalled_reader_is_cut_at_deadline() {
+    let pieces = large_stream(600);
+    let total = pieces.len();
+    // Every buffer toward the client fills in about 3 s in a debug build, before the deadline.
+    let (harness, server) = start(
+        Script::sse(pieces, Pace::Every(Duration::from_millis(1))),
+        vec![("TOLLGATE_UPSTREAM_MAX_STREAM_DURATION", "5s".into())],
+    )
+    .await;
+    harness.postpaid("cust_postpaid_01").await;
+    let case = Case::load("13-client-disconnects-mid-stream");
+    let response = post_stream(&harness, "cust_postpaid_01", &case.request_body()).await;
+    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+
+    // The response is kept and never read.
+    wait_for_secs(9, || charge_of(&harness.blnk, &id).usd.is_some()).await;
+    let charge = charge_of(&harness.blnk, &id);
+    let usd = charge.usd.as_ref().unwrap();
+    assert_eq!(usd.meta_data["usage_source"], "estimated");
+    assert_eq!(usd.meta_data["client_disconnected"], false);
+    assert!(
+        server.pieces_written() < total,
+        "upstream was read to its end although the client read nothing"
+    );
+    drop(response);
+}

@@ -66,6 +66,20 @@ enum End {
     Failed(String),
     /// The client left and the policy is to stop at once.
     Stopped,
+    /// The client stopped reading, and the queue toward it was still full at the stream's
+    /// deadline.
+    Stalled,
+}
+
+/// The outcome of sending a chunk toward the client.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// Queued, or dropped because the client had already left.
+    Done,
+    /// This send found that the client has left.
+    ClientLeft,
+    /// The queue stayed full until the deadline.
+    TimedOut,
 }
 
 struct Client {
@@ -74,17 +88,21 @@ struct Client {
 }
 
 impl Client {
-    /// Sends `bytes` unless the client has left. Returns true when this send finds that the
-    /// client has left, which happens when it stopped reading and then closed the connection.
-    async fn send(&mut self, bytes: Bytes) -> bool {
+    /// Sends `bytes` unless the client has left, waiting for room in the queue until
+    /// `deadline` at most. A client that stopped reading fills the queue, so its leaving is
+    /// found here rather than by the relay's watch for it.
+    async fn send(&mut self, bytes: Bytes, deadline: Instant) -> Sent {
         if self.gone {
-            return false;
+            return Sent::Done;
         }
-        if self.sender.send(bytes).await.is_err() {
-            self.gone = true;
-            return true;
+        match tokio::time::timeout_at(deadline, self.sender.send(bytes)).await {
+            Ok(Ok(())) => Sent::Done,
+            Ok(Err(_)) => {
+                self.gone = true;
+                Sent::ClientLeft
+            }
+            Err(_) => Sent::TimedOut,
         }
-        false
     }
 }
 
@@ -157,20 +175,23 @@ fn run(
                 break End::Failed(error.to_string());
             }
             let ready = classify(&mut meter, &mut events, &mut held);
-            // A client that stopped reading and then left is found here, while the relay
-            // waits for room in the queue.
-            if let Some(bytes) = ready
-                && client.send(bytes).await
-                && let Some(end) = client_left(policy, drain, &mut deadline)
-            {
-                break end;
+            if let Some(bytes) = ready {
+                match client.send(bytes, deadline).await {
+                    Sent::Done => {}
+                    Sent::ClientLeft => {
+                        if let Some(end) = client_left(policy, drain, &mut deadline) {
+                            break end;
+                        }
+                    }
+                    Sent::TimedOut => break End::Stalled,
+                }
             }
         };
 
         if let Ok(Some(tail)) = framer.finish() {
             events.push(tail);
             if let Some(bytes) = classify(&mut meter, &mut events, &mut held)
-                && client.send(bytes).await
+                && client.send(bytes, deadline).await == Sent::ClientLeft
             {
                 tracing::info!("client disconnected mid-stream");
             }
@@ -178,7 +199,15 @@ fn run(
         // Boxed, so the relay's future, which lives as long as the stream, does not reserve room
         // for the charge's future from the start. In a release build it shrank from 5,008 to
         // 2,000 bytes.
-        Box::pin(finish(metering, meter.finish(), end, client, held)).await;
+        Box::pin(finish(
+            metering,
+            meter.finish(),
+            end,
+            client,
+            held,
+            deadline,
+        ))
+        .await;
     }
 }
 
@@ -232,12 +261,21 @@ async fn finish(
     end: End,
     mut client: Client,
     held: Vec<Bytes>,
+    deadline: Instant,
 ) {
     crate::telemetry::request::upstream_finished();
     let disconnected = client.gone;
-    let failed = matches!(end, End::Failed(_));
-    if let End::Failed(reason) = &end {
-        tracing::warn!(%reason, saw_content = summary.saw_content, "upstream stream ended abnormally");
+    let failed = matches!(end, End::Failed(_) | End::Stalled);
+    match &end {
+        End::Failed(reason) => {
+            tracing::warn!(%reason, saw_content = summary.saw_content, "upstream stream ended abnormally");
+        }
+        End::Stalled => {
+            tracing::warn!(
+                "client stopped reading until the stream's deadline; upstream no longer read"
+            );
+        }
+        End::Complete | End::Stopped => {}
     }
 
     match billed_usage(&metering, &summary, &end, disconnected) {
@@ -251,21 +289,30 @@ async fn finish(
         }
     }
 
+    // The rest goes to the client only as long as the stream's deadline allows: a client that
+    // stopped reading gets the queued chunks and then the end of the body.
+    let mut sent = Sent::Done;
     for event in held {
-        if client.send(event).await {
-            tracing::info!("client disconnected mid-stream");
+        sent = client.send(event, deadline).await;
+        if sent != Sent::Done {
+            break;
         }
     }
     // A stream that ended without its terminator was cut: after a failure, or at a plain end
     // of body that brought no usage either. Both official SDKs raise an exception on an error
     // event, so the caller learns the response is incomplete.
     let cut = !summary.terminated && (failed || (summary.usage.is_none() && summary.saw_content));
-    if cut {
+    if cut && sent == Sent::Done {
         let event = Bytes::from_static(
             b"data: {\"error\":{\"message\":\"the upstream stream ended before completion\",\"type\":\"upstream_error\",\"param\":null,\"code\":\"upstream_stream_interrupted\"}}\n\n",
         );
-        if client.send(event).await {
-            tracing::info!("client disconnected mid-stream");
+        sent = client.send(event, deadline).await;
+    }
+    match sent {
+        Sent::Done => {}
+        Sent::ClientLeft => tracing::info!("client disconnected mid-stream"),
+        Sent::TimedOut => {
+            tracing::warn!("client stopped reading; the end of the stream was dropped")
         }
     }
     crate::telemetry::request::finish();
@@ -279,7 +326,7 @@ fn billed_usage(
     end: &End,
     disconnected: bool,
 ) -> Option<BilledUsage> {
-    let stopped_early = matches!(end, End::Stopped);
+    let stopped_early = matches!(end, End::Stopped | End::Stalled);
     let reported = summary
         .usage
         .clone()
