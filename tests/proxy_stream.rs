@@ -544,32 +544,71 @@ fn large_stream(content_chunks: usize) -> Vec<String> {
     pieces
 }
 
-/// A client that stops reading fills the relay's queue, so the relay waits for room when the
-/// client leaves. The `stop` policy must still end the stream there.
-#[tokio::test]
-async fn stop_policy_applies_to_stalled_reader() {
-    let pieces = large_stream(400);
+/// A stream of large chunks that the client never reads: the running harness, the upstream
+/// server, the unread response, its request id, and the number of upstream pieces.
+struct StalledReader {
+    harness: Harness,
+    server: StreamServer,
+    response: reqwest::Response,
+    id: String,
+    total: usize,
+}
+
+/// Starts a stream of `content_chunks` large chunks sent every `pace`, with `env` set, and
+/// returns it unread.
+async fn start_stalled_reader(
+    content_chunks: usize,
+    pace: Duration,
+    env: Vec<(&'static str, String)>,
+) -> StalledReader {
+    let pieces = large_stream(content_chunks);
     let total = pieces.len();
-    let (harness, server) = start(
-        Script::sse(pieces, Pace::Every(Duration::from_millis(1))),
-        vec![("TOLLGATE_UPSTREAM_ON_CLIENT_DISCONNECT", "stop".into())],
-    )
-    .await;
+    let (harness, server) = start(Script::sse(pieces, Pace::Every(pace)), env).await;
     harness.postpaid("cust_postpaid_01").await;
     let case = Case::load("13-client-disconnects-mid-stream");
     let response = post_stream(&harness, "cust_postpaid_01", &case.request_body()).await;
     let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+    StalledReader {
+        harness,
+        server,
+        response,
+        id,
+        total,
+    }
+}
 
-    // Wait until upstream is no longer read: every buffer toward the client is full.
+/// Waits until upstream is no longer read, because every buffer toward the client is full,
+/// and returns the pieces upstream wrote.
+async fn wait_until_upstream_blocks(server: &StreamServer) -> usize {
     let mut written = server.pieces_written();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let now = server.pieces_written();
         if now == written {
-            break;
+            return written;
         }
         written = now;
     }
+}
+
+/// A client that stops reading fills the relay's queue, so the relay waits for room when the
+/// client leaves. The `stop` policy must still end the stream there.
+#[tokio::test]
+async fn stop_policy_applies_to_stalled_reader() {
+    let StalledReader {
+        harness,
+        server,
+        response,
+        id,
+        total,
+    } = start_stalled_reader(
+        400,
+        Duration::from_millis(1),
+        vec![("TOLLGATE_UPSTREAM_ON_CLIENT_DISCONNECT", "stop".into())],
+    )
+    .await;
+
+    let written = wait_until_upstream_blocks(&server).await;
     assert!(
         written < total,
         "upstream was read to its end before the client left"
@@ -594,30 +633,23 @@ async fn stop_policy_applies_to_stalled_reader() {
 /// for at most the drain timeout, not to the end of a long stream.
 #[tokio::test]
 async fn drain_policy_applies_to_stalled_reader() {
-    let pieces = large_stream(600);
-    let total = pieces.len();
-    let (harness, server) = start(
-        Script::sse(pieces, Pace::Every(Duration::from_millis(20))),
+    let StalledReader {
+        harness,
+        server,
+        response,
+        id,
+        total,
+    } = start_stalled_reader(
+        600,
+        Duration::from_millis(20),
         vec![
             ("TOLLGATE_UPSTREAM_ON_CLIENT_DISCONNECT", "drain".into()),
             ("TOLLGATE_UPSTREAM_DRAIN_TIMEOUT", "300ms".into()),
         ],
     )
     .await;
-    harness.postpaid("cust_postpaid_01").await;
-    let case = Case::load("13-client-disconnects-mid-stream");
-    let response = post_stream(&harness, "cust_postpaid_01", &case.request_body()).await;
-    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
 
-    let mut written = server.pieces_written();
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = server.pieces_written();
-        if now == written {
-            break;
-        }
-        written = now;
-    }
+    wait_until_upstream_blocks(&server).await;
     drop(response);
 
     // Reading the rest of the stream would take about 8 s more.
@@ -639,18 +671,19 @@ async fn drain_policy_applies_to_stalled_reader() {
 /// waiting for room for as long as the client stays.
 #[tokio::test]
 async fn stalled_reader_is_cut_at_deadline() {
-    let pieces = large_stream(600);
-    let total = pieces.len();
     // Every buffer toward the client fills in about 3 s in a debug build, before the deadline.
-    let (harness, server) = start(
-        Script::sse(pieces, Pace::Every(Duration::from_millis(1))),
+    let StalledReader {
+        harness,
+        server,
+        response,
+        id,
+        total,
+    } = start_stalled_reader(
+        600,
+        Duration::from_millis(1),
         vec![("TOLLGATE_UPSTREAM_MAX_STREAM_DURATION", "5s".into())],
     )
     .await;
-    harness.postpaid("cust_postpaid_01").await;
-    let case = Case::load("13-client-disconnects-mid-stream");
-    let response = post_stream(&harness, "cust_postpaid_01", &case.request_body()).await;
-    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
 
     // The response is kept and never read.
     wait_for_secs(9, || charge_of(&harness.blnk, &id).usd.is_some()).await;
