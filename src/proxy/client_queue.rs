@@ -32,6 +32,14 @@ pub struct Receiver {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Closed;
 
+/// The reason [`Sender::try_send`] did not queue a chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrySendError {
+    /// The queue is full; the chunk is returned.
+    Full(Bytes),
+    Closed,
+}
+
 struct State {
     chunks: VecDeque<Bytes>,
     /// The receiver, waiting for a chunk or for the end.
@@ -85,6 +93,22 @@ impl Sender {
     pub fn send(&mut self, chunk: Bytes) -> impl Future<Output = Result<(), Closed>> + '_ {
         let mut pending = Some(chunk);
         poll_fn(move |cx| self.poll_send(cx, &mut pending))
+    }
+
+    /// Queues `chunk` if there is room, without waiting.
+    pub fn try_send(&mut self, chunk: Bytes) -> Result<(), TrySendError> {
+        let mut state = lock(&self.shared);
+        if !state.receiver_alive {
+            return Err(TrySendError::Closed);
+        }
+        if state.chunks.len() >= CAPACITY {
+            return Err(TrySendError::Full(chunk));
+        }
+        state.chunks.push_back(chunk);
+        let receiver = state.receiver.take();
+        drop(state);
+        wake(receiver);
+        Ok(())
     }
 
     fn poll_send(
@@ -305,6 +329,21 @@ mod tests {
             pin!(sender.send(chunk(0))).poll(&mut relay_cx),
             Poll::Ready(Err(Closed))
         );
+    }
+
+    #[test]
+    fn try_send_reports_full_and_closed() {
+        let (mut sender, receiver) = channel();
+        for n in 0..CAPACITY {
+            assert_eq!(sender.try_send(chunk(n)), Ok(()));
+        }
+        assert_eq!(
+            sender.try_send(chunk(CAPACITY)),
+            Err(TrySendError::Full(chunk(CAPACITY)))
+        );
+
+        drop(receiver);
+        assert_eq!(sender.try_send(chunk(0)), Err(TrySendError::Closed));
     }
 
     #[test]
