@@ -35,7 +35,7 @@ pub struct Closed;
 /// The reason [`Sender::try_send`] did not queue a chunk.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TrySendError {
-    /// The queue is full; the chunk is returned.
+    /// The queue is full, so the chunk is returned.
     Full(Bytes),
     Closed,
 }
