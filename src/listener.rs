@@ -103,7 +103,7 @@ pub async fn serve<L>(
 /// Serves one connection with the protocol its first bytes name.
 #[expect(
     clippy::manual_async_fn,
-    reason = "an async fn keeps its arguments twice in the connection's task (992 bytes against 920)"
+    reason = "an async fn keeps its arguments twice in the connection's task, which lives as long as the connection"
 )]
 fn serve_connection(
     io: LimitedIo<TcpStream>,
@@ -131,8 +131,8 @@ fn serve_connection(
         // The router accepts hyper's request body and boxes it, as it does under axum::serve.
         let service = TowerToHyperService::new(router);
         let io = TokioIo::new(io);
-        // The rare protocols are boxed, so the task of an HTTP/1.1 connection does not reserve
-        // room for their larger state.
+        // HTTP/2, the rare protocol, is boxed, so the task of an HTTP/1.1 connection does not
+        // reserve room for its larger state.
         let served = match protocol {
             Protocol::Http1 => {
                 // The builder is a temporary, so the connection's task does not keep it.
