@@ -28,7 +28,8 @@ pub struct Config {
     /// rejected with 431.
     pub max_header_bytes: usize,
     /// Time a client connection gets to send a request's headers, from its opening or from
-    /// the end of its previous response. A connection that has not sent them is closed.
+    /// the end of its previous response. A connection that has not sent them is closed, and
+    /// so is an HTTP/2 connection with no open request for as long.
     pub header_read_timeout: Duration,
     /// Maximum pause within a request body that tollgate reads whole (metered and
     /// pass-through routes). A longer pause gets 408.

@@ -1,13 +1,18 @@
 //! Client connections: at `max_connections`, a further connection is not served until an open
 //! one closes, and a connection that does not send a request's headers within
-//! `header_read_timeout` is closed.
+//! `header_read_timeout` is closed, as is an HTTP/2 connection with no open request for as
+//! long.
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::harness::{Harness, Options};
+use crate::support::stream_server::{Pace, Script, StreamServer};
 
 const REQUEST: &[u8] =
     b"GET /v1/no-such-route HTTP/1.1\r\nHost: tollgate\r\nConnection: close\r\n\r\n";
@@ -362,5 +367,97 @@ async fn header_timeout_closes_silent_http2() {
         closed_by_server(&mut silent, Duration::from_secs(5)).await,
         "an HTTP/2 connection that sent only its preface stayed open past the 300 ms timeout"
     );
+    harness.stop().await;
+}
+
+/// Opens an HTTP/2 connection to tollgate with hyper's client, which acknowledges pings.
+/// Returns the request sender and the connection's task, which ends when the connection closes.
+async fn http2_connection(
+    harness: &Harness,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let stream = connect(harness).await;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+    (
+        sender,
+        tollgate::task::spawn_named("test-http2-connection", connection),
+    )
+}
+
+#[tokio::test]
+async fn header_timeout_closes_idle_http2() {
+    let harness = start_with_header_timeout().await;
+    let (mut sender, mut connection) = http2_connection(&harness).await;
+
+    let request = http::Request::get(format!("{}/v1/no-such-route", harness.url))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("a response");
+    assert_eq!(response.status(), 404);
+    response.into_body().collect().await.expect("body");
+
+    // The client acknowledges every ping, so only the idle timeout can close the connection.
+    let closed = tokio::time::timeout(Duration::from_secs(5), &mut connection).await;
+    assert!(
+        closed.is_ok(),
+        "an idle HTTP/2 connection that answers pings stayed open past the 300 ms timeout"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn header_timeout_spares_http2_with_an_open_request() {
+    let pieces = vec![
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"slow\"},\"finish_reason\":null}]}\n\n".to_owned(),
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" reply\"},\"finish_reason\":null}]}\n\n".to_owned(),
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n".to_owned(),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    // Four pieces 250 ms apart: the request stays open for 750 ms, beyond the 300 ms timeout.
+    let upstream =
+        StreamServer::start(Script::sse(pieces, Pace::Every(Duration::from_millis(250)))).await;
+    let harness = Harness::start_with(Options {
+        env: vec![
+            ("TOLLGATE_HEADER_READ_TIMEOUT", "300ms".into()),
+            ("TOLLGATE_UPSTREAM_URL", upstream.url.clone()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    harness.postpaid("cust_http2").await;
+    let (mut sender, _connection) = http2_connection(&harness).await;
+
+    let body =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let request = http::Request::post(format!("{}/v1/chat/completions", harness.url))
+        .header("content-type", "application/json")
+        .header("x-customer-id", "cust_http2")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("a response");
+    assert_eq!(response.status(), 200);
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the whole stream");
+    let text = String::from_utf8_lossy(&text.to_bytes()).into_owned();
+    assert!(text.contains(" reply"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    // The quiet period starts when the request ends, so the connection still takes another.
+    let request = http::Request::get(format!("{}/v1/no-such-route", harness.url))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("a second response");
+    assert_eq!(response.status(), 404);
     harness.stop().await;
 }

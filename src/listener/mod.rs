@@ -10,7 +10,8 @@
 //! request's headers within it of the end of the previous response. A connection that stays
 //! silent or stalls is closed, so idle connections cannot hold every slot of
 //! `max_connections`. An HTTP/2 connection that has sent its preface is pinged after each
-//! quiet period of that length, and closed when it leaves a ping unanswered as long.
+//! quiet period of that length and closed when it leaves a ping unanswered as long, or when
+//! none of its requests has been open for as long ([`http2`]).
 //!
 //! On shutdown the listener stops accepting, and each connection finishes the request it is
 //! serving and then closes. No connection is upgraded: the proxy relays no WebSocket.
@@ -25,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::serve::Listener;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::Interest;
@@ -35,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::{ConnectionLimit, LimitedIo};
 use crate::task::spawn_named;
+
+mod http2;
 
 /// The HTTP/2 connection preface (RFC 9113, section 3.4). The method `PRI` is registered for
 /// this preface alone, so no HTTP/1.1 request starts with it.
@@ -144,15 +147,8 @@ fn serve_connection(
                 watcher.watch(connection).await
             }
             Protocol::Http2 => {
-                // A client that leaves a ping unacknowledged is closed, as one that sent only the
-                // preface and nothing more.
-                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                builder
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(protocols.header_read_timeout)
-                    .keep_alive_timeout(protocols.header_read_timeout);
-                let connection = builder.serve_connection(io, service);
-                Box::pin(watcher.watch(connection)).await
+                let idle_timeout = protocols.header_read_timeout;
+                Box::pin(http2::serve(io, service, idle_timeout, watcher, shutdown)).await
             }
         };
         if let Err(error) = served {
