@@ -57,9 +57,9 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartError> {
     };
     let upstream = &config.upstream;
     let lifetime = hold_lifetime(
+        config.blnk.request_timeout,
         upstream.first_byte_timeout,
         upstream.max_stream_duration,
-        upstream.drain_timeout,
         config.blnk.charge_timeout,
         config.blnk.hold_expiry_margin,
     );

@@ -314,7 +314,7 @@ async fn every_hold_carries_its_expiry() {
     let minutes = lifetime.num_minutes();
     assert!(
         (30..60).contains(&minutes),
-        "the default lifetime is about 40 min, not {minutes} min"
+        "the default lifetime is about 45 min, not {minutes} min"
     );
 }
 

@@ -2,6 +2,7 @@
 //! the hold afterwards. The hold's outbox entry is written before the hold is posted, so a
 //! crash at any point leaves a record from which the worker can find and void it.
 
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -11,7 +12,7 @@ use crate::accounts::Account;
 use crate::ledger::{BlnkClient, LedgerError, NewTransaction, VoidOutcome};
 use crate::money::{Nanos, USD_PRECISION, Usd};
 
-use super::{Biller, HoldRecord, hold_amount, hold_reference};
+use super::{Biller, Detachable, HoldRecord, hold_amount, hold_reference};
 
 /// A hold that reserves a request's quote.
 #[derive(Clone, Debug)]
@@ -34,7 +35,54 @@ pub enum HoldError {
     Outbox(String),
 }
 
+/// A placed hold on its way to its request. Dropped unclaimed, as when its request was
+/// cancelled while Blnk was placing it, it voids the hold.
+pub struct PlacedHold {
+    hold: Option<Box<Hold>>,
+    biller: Biller,
+}
+
+impl PlacedHold {
+    /// Hands the hold to its request, which voids it when it ends.
+    pub fn claim(mut self) -> Option<Box<Hold>> {
+        self.hold.take()
+    }
+}
+
+impl Drop for PlacedHold {
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            tracing::info!(request_id = %hold.record.request_id, "request cancelled while its hold was placed; voiding the hold");
+            self.biller.release_hold(*hold);
+        }
+    }
+}
+
 impl Biller {
+    /// Places a hold as [`Biller::place_hold`] does, in work that a cancelled request does not
+    /// stop. Otherwise a client that leaves while Blnk is placing the hold would leave the
+    /// hold blocking its funds until it expires.
+    pub fn reserve(
+        &self,
+        account: &Account,
+        request_id: &str,
+        quote: Usd,
+        limit: Usd,
+    ) -> Detachable<impl Future<Output = Result<PlacedHold, HoldError>> + use<>> {
+        let biller = self.clone();
+        let account = account.clone();
+        let request_id = request_id.to_string();
+        self.detachable("place-hold", async move {
+            let hold = biller
+                .place_hold(&account, &request_id, quote, limit)
+                .await?;
+            Ok(PlacedHold {
+                hold: Some(Box::new(hold)),
+                biller,
+            })
+        })
+    }
+
     /// Reserves `quote` on the customer's wallet with a hold that expires after the longest
     /// possible request. The hold's reference is written to the outbox before the hold is
     /// posted, so a crash at any point leaves a record to void it.
@@ -97,9 +145,10 @@ impl Biller {
             error,
             LedgerError::InsufficientFunds { .. } | LedgerError::OverdraftLimitExceeded { .. }
         );
-        // A refused or rejected hold wrote nothing. An unanswered one may exist, and the
-        // request will not use it, so the worker looks it up and voids it soon.
-        if refused || !error.is_unavailable() {
+        // A refused or rejected hold wrote nothing. One that may exist (no response, or a
+        // response whose body tollgate could not read) is not used by the request, so the
+        // worker looks it up and voids it soon.
+        if refused || !may_exist(&error) {
             self.finish_entry(outbox_id);
         } else {
             let look_up_at = Utc::now() + self.ledger_timeout * 2;
@@ -118,6 +167,21 @@ impl Biller {
             HoldError::Unavailable(error)
         } else {
             HoldError::Ledger(error)
+        }
+    }
+
+    /// Leaves a hold in place while its request's charge is pending: voiding it now would free
+    /// the funds the charge is about to take, and let other requests spend them. The worker
+    /// voids it once the charge is recorded, checking from twice the ledger timeout on.
+    pub async fn release_hold_after_charge(&self, hold: Hold) {
+        let check_at = Utc::now() + self.ledger_timeout * 2;
+        let waiting = "waiting for the request's charge to be recorded";
+        if let Err(error) = self
+            .outbox
+            .record_failure(hold.outbox_id, waiting, check_at)
+            .await
+        {
+            tracing::error!(outbox_id = hold.outbox_id, %error, "outbox update failed; the hold is voided at its expiry");
         }
     }
 
@@ -140,6 +204,19 @@ impl Biller {
             }
         });
     }
+}
+
+/// Returns whether a hold whose post failed with `error` may exist in Blnk all the same: Blnk
+/// did not respond or failed, responded 2xx with a body tollgate could not read, or reports the
+/// hold's reference as taken already.
+fn may_exist(error: &LedgerError) -> bool {
+    error.is_unavailable()
+        || matches!(
+            error,
+            LedgerError::InvalidResponse { .. }
+                | LedgerError::DuplicateReference { .. }
+                | LedgerError::AlreadyExists { .. }
+        )
 }
 
 /// Voids a hold, finding its id by reference when the request did not learn it. A hold that

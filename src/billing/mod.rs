@@ -29,7 +29,7 @@ use background::Background;
 pub use background::Detachable;
 pub use charge::{ChargeRecord, HoldRecord, SystemBalances, hold_reference, leg_reference};
 pub(crate) use hold::release;
-pub use hold::{Hold, HoldError};
+pub use hold::{Hold, HoldError, PlacedHold};
 pub use settle::{SettleError, Settled};
 
 /// Whether a charge was recorded before the response completed.
@@ -308,15 +308,19 @@ pub fn hold_amount(quote: Usd) -> Nanos {
     Nanos(ceiling.to_nanos().0.max(1))
 }
 
-/// When a request started at `start` is over at the latest, for hold expiry.
+/// Returns how long a hold lasts: the longest a request can run after its hold's expiry is
+/// set, plus `margin`. That is the hold's own post, the wait for upstream's response headers,
+/// then the body (read within `first_byte_timeout` again) or the stream, and the charge. A
+/// client that leaves adds nothing, because the drain ends by the stream's deadline.
 pub fn hold_lifetime(
+    request_timeout: Duration,
     first_byte_timeout: Duration,
     max_stream_duration: Duration,
-    drain_timeout: Duration,
     charge_timeout: Duration,
     margin: Duration,
 ) -> Duration {
-    first_byte_timeout.max(max_stream_duration) + drain_timeout + charge_timeout + margin
+    let response = first_byte_timeout.max(max_stream_duration);
+    request_timeout + first_byte_timeout + response + charge_timeout + margin
 }
 
 #[cfg(test)]
@@ -330,5 +334,20 @@ mod tests {
         assert_eq!(hold_amount(Usd::new(dec!(0.0000012341))), Nanos(1235));
         assert_eq!(hold_amount(Usd::new(dec!(0.5))), Nanos(500_000_000));
         assert_eq!(hold_amount(Usd::ZERO), Nanos(1));
+    }
+
+    #[test]
+    fn hold_lifetime_covers_headers_then_stream() {
+        let seconds = Duration::from_secs;
+        // The hold's post, 4 s for headers, a 6 s stream, the charge, and the margin.
+        assert_eq!(
+            hold_lifetime(seconds(1), seconds(4), seconds(6), seconds(2), seconds(10)),
+            seconds(23)
+        );
+        // A non-streaming body is read within the first-byte timeout again.
+        assert_eq!(
+            hold_lifetime(seconds(1), seconds(4), seconds(3), seconds(2), seconds(0)),
+            seconds(11)
+        );
     }
 }

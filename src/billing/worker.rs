@@ -204,6 +204,9 @@ async fn run_batch(biller: &Biller, settings: WorkerSettings, stop: &Cancellatio
         }
     };
     let count = due.len();
+    // Charges first, so a hold that waits for its request's charge is voided in the same pass.
+    let mut due = due;
+    due.sort_by_key(|entry| entry.kind != EntryKind::Charge);
     for entry in due {
         if stop.is_cancelled() {
             break;
@@ -305,6 +308,14 @@ async fn process_void(biller: &Biller, entry: &Entry) -> Option<String> {
             return None;
         }
     };
+    // A hold stays while its request's charge is pending, so the funds it reserves cannot be
+    // spent twice. The sync makes a charge marked done just before visible to the check.
+    let _ = biller.outbox().sync().await;
+    match biller.outbox().has_pending_charge(&hold.request_id).await {
+        Ok(false) => {}
+        Ok(true) => return Some("waiting for the request's charge to be recorded".to_string()),
+        Err(error) => return Some(format!("checking for the request's charge failed: {error}")),
+    }
     if let Err(error) = release(biller.blnk(), &hold).await {
         return Some(error.to_string());
     }

@@ -229,6 +229,13 @@ impl Outbox {
         self.read(queries::counts).await
     }
 
+    /// Returns whether request `request_id` has a charge entry that is still pending.
+    pub async fn has_pending_charge(&self, request_id: &str) -> Result<bool, OutboxError> {
+        let request_id = request_id.to_string();
+        self.read(move |conn| queries::has_pending_charge(conn, &request_id))
+            .await
+    }
+
     /// Counts the pending and dead entries whose payload has a text `customer_id` field
     /// equal to `customer_id`.
     pub async fn counts_for_customer(&self, customer_id: &str) -> Result<Counts, OutboxError> {

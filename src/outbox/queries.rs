@@ -46,6 +46,11 @@ const CUSTOMER_COUNTS_SQL: &str = "
     WHERE customer_id = ?1 AND state IN ('pending', 'dead')
     GROUP BY state";
 
+/// Uses the index behind `UNIQUE (request_id, kind)`.
+const PENDING_CHARGE_SQL: &str = "
+    SELECT EXISTS (SELECT 1 FROM entries
+    WHERE request_id = ?1 AND kind = 'charge' AND state = 'pending')";
+
 /// A row as SQLite stores it, before its text and integers are checked.
 struct StoredRow {
     id: i64,
@@ -99,6 +104,11 @@ pub(super) fn counts(conn: &Connection) -> Result<Counts, StoreError> {
 }
 
 /// Counts the pending and dead entries whose `customer_id` column is `customer_id`.
+pub(super) fn has_pending_charge(conn: &Connection, request_id: &str) -> Result<bool, StoreError> {
+    let mut statement = conn.prepare_cached(PENDING_CHARGE_SQL)?;
+    Ok(statement.query_row(params![request_id], |row| row.get(0))?)
+}
+
 pub(super) fn counts_for_customer(
     conn: &Connection,
     customer_id: &str,

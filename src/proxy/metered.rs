@@ -396,12 +396,14 @@ async fn reserve(
     let request_id = metering.request_id.to_string();
     match state
         .biller
-        .place_hold(&metering.account, &request_id, quote, limit)
+        .reserve(&metering.account, &request_id, quote, limit)
         .await
     {
-        Ok(hold) => {
-            crate::telemetry::request::hold_placed(&hold.record.reference);
-            metering.hold = Some(Box::new(hold));
+        Ok(placed) => {
+            metering.hold = placed.claim();
+            if let Some(hold) = &metering.hold {
+                crate::telemetry::request::hold_placed(&hold.record.reference);
+            }
             Ok(())
         }
         Err(HoldError::Refused) => {
