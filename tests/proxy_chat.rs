@@ -857,3 +857,53 @@ async fn absurd_quote_is_rejected_as_bad_input() {
     assert_eq!(error["error"]["param"], "max_tokens");
     assert!(all_charge_legs(&harness.blnk).is_empty());
 }
+
+/// Posts a chat request for postpaid customer `usage-shapes` to an upstream that reports
+/// `usage`, and returns the USD leg of its charge.
+async fn charge_for_usage(usage: Value) -> support::blnk::TxnView {
+    let harness = Harness::start().await;
+    harness.postpaid("usage-shapes").await;
+    let answer = json!({
+        "id": "chatcmpl-shapes",
+        "object": "chat.completion",
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "A long answer about tolls."}, "finish_reason": "stop"}],
+        "usage": usage,
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&harness.upstream)
+        .await;
+    let response = harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "usage-shapes")
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Tell me about tolls"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let legs = all_charge_legs(&harness.blnk);
+    legs.into_iter()
+        .find(|t| t.currency == "USD")
+        .expect("a USD charge was posted")
+}
+
+#[tokio::test]
+async fn responses_shaped_usage_on_chat_is_billed() {
+    let usage = json!({"input_tokens": 1200, "output_tokens": 800, "total_tokens": 2000});
+    let usd = charge_for_usage(usage).await;
+    assert_eq!(usd.meta_data["usage_source"], "reported");
+    assert_eq!(usd.meta_data["prompt_tokens"], 1200);
+    assert_eq!(usd.meta_data["completion_tokens"], 800);
+}
+
+#[tokio::test]
+async fn usage_without_counts_is_estimated() {
+    for usage in [json!({}), json!({"total_tokens": 2000})] {
+        let usd = charge_for_usage(usage.clone()).await;
+        assert_eq!(usd.meta_data["usage_source"], "estimated", "usage {usage}");
+        assert!(usd.precise_amount > 0, "usage {usage} was billed as zero");
+    }
+}

@@ -127,7 +127,7 @@ pub(crate) fn usage_from_section(
 ) -> Result<Option<Usage>, UsageError> {
     match section {
         Section::Absent | Section::Null => Ok(None),
-        Section::Present(wire) => wire.to_usage(endpoint).map(Some),
+        Section::Present(wire) => wire.to_usage(endpoint),
         Section::Invalid(found) => Err(UsageError::InvalidObject {
             field: "usage",
             found,
@@ -156,15 +156,24 @@ fn check_is_object(endpoint: Endpoint, body: &[u8]) -> Result<(), UsageError> {
 }
 
 impl WireUsage {
-    /// Maps the endpoint's usage shape onto [`Usage`]. A missing prompt or completion count
-    /// is 0 (embeddings report no completion tokens), and a missing detail is `None`.
-    pub(crate) fn to_usage(&self, endpoint: Endpoint) -> Result<Usage, UsageError> {
-        match endpoint {
-            Endpoint::Responses => self.responses_usage(),
-            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
-                self.completions_usage()
-            }
-        }
+    /// Maps the usage onto [`Usage`], in the endpoint's own shape unless only the other
+    /// shape's counts are present (`input_tokens` in a chat response, `prompt_tokens` in a
+    /// Responses one). A missing prompt or completion count is 0 (embeddings report no
+    /// completion tokens), and a missing detail is `None`. A usage object with no prompt or
+    /// completion count at all gives `None`, so the request is estimated rather than billed
+    /// as zero.
+    pub(crate) fn to_usage(&self, endpoint: Endpoint) -> Result<Option<Usage>, UsageError> {
+        let present = |count: &Count| !matches!(count, Count::Absent);
+        let completions_shape = present(&self.prompt_tokens) || present(&self.completion_tokens);
+        let responses_shape = present(&self.input_tokens) || present(&self.output_tokens);
+        let usage = match endpoint {
+            _ if !completions_shape && !responses_shape => return Ok(None),
+            Endpoint::Responses if responses_shape => self.responses_usage(),
+            Endpoint::Responses => self.completions_usage(),
+            _ if completions_shape => self.completions_usage(),
+            _ => self.responses_usage(),
+        };
+        usage.map(Some)
     }
 
     fn completions_usage(&self) -> Result<Usage, UsageError> {
@@ -383,9 +392,31 @@ mod tests {
                 },
             ),
             (
-                "empty usage object",
+                "chat in the Responses shape",
                 Endpoint::ChatCompletions,
-                r#"{"usage":{}}"#,
+                r#"{"usage":{"input_tokens":1200,"input_tokens_details":{"cached_tokens":200},"output_tokens":800,"total_tokens":2000}}"#,
+                Usage {
+                    prompt_tokens: 1200,
+                    completion_tokens: 800,
+                    total_tokens: Some(2000),
+                    cached_tokens: Some(200),
+                    ..Usage::default()
+                },
+            ),
+            (
+                "responses in the chat shape",
+                Endpoint::Responses,
+                r#"{"usage":{"prompt_tokens":7,"completion_tokens":5}}"#,
+                Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 5,
+                    ..Usage::default()
+                },
+            ),
+            (
+                "zero counts are reported",
+                Endpoint::ChatCompletions,
+                r#"{"usage":{"prompt_tokens":0,"completion_tokens":0}}"#,
                 Usage::default(),
             ),
         ];
@@ -396,7 +427,16 @@ mod tests {
 
     #[test]
     fn missing_or_null_usage_is_none() {
-        for body in [r#"{"usage":null}"#, r#"{"model":"gpt-4o"}"#, "{}"] {
+        let bodies = [
+            r#"{"usage":null}"#,
+            r#"{"model":"gpt-4o"}"#,
+            "{}",
+            // A usage object without a prompt or completion count reports nothing to bill.
+            r#"{"usage":{}}"#,
+            r#"{"usage":{"total_tokens":2000}}"#,
+            r#"{"usage":{"prompt_tokens":null,"output_tokens":null}}"#,
+        ];
+        for body in bodies {
             for endpoint in Endpoint::ALL {
                 assert_eq!(facts(endpoint, body).usage, None, "{body} on {endpoint:?}");
             }
@@ -429,19 +469,19 @@ mod tests {
             ),
             (
                 Endpoint::ChatCompletions,
-                r#"{"usage":{"total_tokens":"14"}}"#,
+                r#"{"usage":{"prompt_tokens":1,"total_tokens":"14"}}"#,
                 "usage.total_tokens",
                 r#"the string "14""#,
             ),
             (
                 Endpoint::ChatCompletions,
-                r#"{"usage":{"prompt_tokens_details":{"cached_tokens":true}}}"#,
+                r#"{"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":true}}}"#,
                 PROMPT_CACHED,
                 "the boolean true",
             ),
             (
                 Endpoint::ChatCompletions,
-                r#"{"usage":{"completion_tokens_details":{"rejected_prediction_tokens":-2}}}"#,
+                r#"{"usage":{"completion_tokens":1,"completion_tokens_details":{"rejected_prediction_tokens":-2}}}"#,
                 COMPLETION_REJECTED,
                 "-2",
             ),
@@ -453,7 +493,7 @@ mod tests {
             ),
             (
                 Endpoint::Responses,
-                r#"{"usage":{"output_tokens_details":{"reasoning_tokens":[1]}}}"#,
+                r#"{"usage":{"output_tokens":1,"output_tokens_details":{"reasoning_tokens":[1]}}}"#,
                 OUTPUT_REASONING,
                 "an array",
             ),
@@ -485,13 +525,13 @@ mod tests {
             ),
             (
                 Endpoint::ChatCompletions,
-                r#"{"usage":{"prompt_tokens_details":[]}}"#,
+                r#"{"usage":{"prompt_tokens":1,"prompt_tokens_details":[]}}"#,
                 "usage.prompt_tokens_details",
                 "an array",
             ),
             (
                 Endpoint::Responses,
-                r#"{"usage":{"input_tokens_details":5}}"#,
+                r#"{"usage":{"input_tokens":1,"input_tokens_details":5}}"#,
                 "usage.input_tokens_details",
                 "a number",
             ),
