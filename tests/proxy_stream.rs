@@ -697,3 +697,54 @@ async fn stalled_reader_is_cut_at_deadline() {
     );
     drop(response);
 }
+
+/// A client that leaves while a reasoning model has streamed only its role chunk: the drain
+/// ends before the first content token. Upstream bills the prompt and the reasoning, so
+/// tollgate bills its estimate instead of nothing.
+#[tokio::test]
+async fn drain_ending_before_content_is_billed() {
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            "data: {{\"id\":\"chatcmpl-r\",\"object\":\"chat.completion.chunk\",\"model\":\"o3-2025-04-16\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+        )
+    };
+    let pieces = vec![
+        chunk(r#"{"role":"assistant","content":""}"#, "null"),
+        chunk(r#"{"content":"Answer"}"#, r#""stop""#),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    // The first content token comes 5 s after the role chunk, long after the drain ends.
+    let server =
+        StreamServer::start(Script::sse(pieces, Pace::Every(Duration::from_secs(5)))).await;
+    let harness = Harness::start_with(Options {
+        env: vec![
+            ("TOLLGATE_UPSTREAM_URL", server.url.clone()),
+            ("TOLLGATE_UPSTREAM_DRAIN_TIMEOUT", "300ms".to_string()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    harness.postpaid("reasoner").await;
+
+    let body = json!({"model": "o3", "stream": true, "messages": [{"role": "user", "content": "Prove it."}]});
+    let response = harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "reasoner")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let role_chunk = stream.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&role_chunk).contains("assistant"));
+    drop(stream);
+
+    wait_for_secs(3, || !all_charge_legs(&harness.blnk).is_empty()).await;
+    let legs = all_charge_legs(&harness.blnk);
+    let usd = legs.iter().find(|t| t.currency == "USD").unwrap();
+    assert_eq!(usd.meta_data["usage_source"], "estimated");
+    assert_eq!(usd.meta_data["client_disconnected"], true);
+    assert!(usd.precise_amount > 0, "the prompt was billed as zero");
+}

@@ -69,6 +69,8 @@ enum End {
     /// The client stopped reading, and the queue toward it was still full at the stream's
     /// deadline.
     Stalled,
+    /// The client left, and the drain ended (or upstream went silent) before upstream did.
+    Drained,
 }
 
 /// The outcome of sending a chunk toward the client.
@@ -168,6 +170,8 @@ fn run(
                 next = tokio::time::timeout(wait, body.next()) => next,
             };
             let chunk = match next {
+                // A client that left is billed for what upstream did, as after `Stopped`.
+                Err(_) if client.gone => break End::Drained,
                 Err(_) => break End::Failed(timeout_reason(deadline, idle)),
                 Ok(None) => break End::Complete,
                 Ok(Some(Err(error))) => {
@@ -286,6 +290,9 @@ async fn finish(
                 "client stopped reading until the stream's deadline; upstream no longer read"
             );
         }
+        End::Drained => {
+            tracing::info!("the drain ended before upstream did; upstream no longer read");
+        }
         End::Complete | End::Stopped => {}
     }
 
@@ -337,7 +344,8 @@ fn billed_usage(
     end: &End,
     disconnected: bool,
 ) -> Option<BilledUsage> {
-    let stopped_early = matches!(end, End::Stopped | End::Stalled);
+    // tollgate ended these streams, not upstream, so upstream has billed what it generated.
+    let stopped_early = matches!(end, End::Stopped | End::Stalled | End::Drained);
     let reported = summary
         .usage
         .clone()
