@@ -29,7 +29,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Map, Value};
 
 use tollgate::billing::metadata::{ChargeFacts, leg_metadata};
-use tollgate::billing::request::RequestFacts;
+use tollgate::billing::request::{PromptBounds, RequestFacts};
 use tollgate::billing::{ChargeRecord, SystemBalances, hold_amount, hold_reference};
 use tollgate::ids::RequestId;
 use tollgate::ledger::NewTransaction;
@@ -40,10 +40,13 @@ use tollgate::usage::{Endpoint, UsageSource, read_response};
 use crate::hop::{HopBody, HopClient, bad_gateway, upstream_request};
 use crate::setup::{POSTPAID_CUSTOMER, PREPAID_CUSTOMER, Request as BenchRequest, Shape};
 
-/// tollgate's defaults of `pricing.image_token_bound` and `pricing.audio_token_bound`. The
-/// bench request has neither images nor audio, so they do not change its quote.
-const IMAGE_TOKEN_BOUND: u64 = 10_000;
-const AUDIO_TOKEN_BOUND: u64 = 20_000;
+/// tollgate's default prompt bounds (`pricing.image_token_bound` and the others). The bench
+/// request has no images, audio or content from elsewhere, so they do not change its quote.
+const PROMPT_BOUNDS: PromptBounds = PromptBounds {
+    image_tokens: 10_000,
+    audio_tokens: 20_000,
+    context_tokens: 1_048_576,
+};
 
 /// The hold lifetime written into the hold's expiry. Only the expiry's format matters here,
 /// because the stub never expires a hold.
@@ -242,7 +245,7 @@ fn hold_body(
 
     let quote = price
         .quote(
-            facts.prompt_bound(IMAGE_TOKEN_BOUND, AUDIO_TOKEN_BOUND),
+            facts.prompt_bound(&request.body, &PROMPT_BOUNDS),
             facts.max_output_tokens,
             facts.choices,
             facts.service_tier.as_deref(),

@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
+use tollgate::billing::request::{PromptBounds, RequestFacts};
+use tollgate::money::Nanos;
+use tollgate::usage::Endpoint;
+
 use support::blnk::Fault;
 use support::cases::charge_of;
 use support::harness::{Harness, Options};
@@ -343,4 +347,112 @@ async fn cancelled_hold_is_voided() {
         Some(1),
         "only the first request reached upstream"
     );
+}
+
+/// Returns the hold tollgate places for `body` on `endpoint`, from the library's own quote.
+fn hold_for(harness: &Harness, endpoint: Endpoint, body: &Value) -> Nanos {
+    let bytes = serde_json::to_vec(body).expect("a JSON body");
+    let facts = RequestFacts::parse(endpoint, &bytes).expect("a valid request");
+    let price = harness
+        .state
+        .price_table()
+        .resolve(&facts.model, chrono::Utc::now())
+        .expect("a priced model");
+    let pricing = &harness.state.config.pricing;
+    let bounds = PromptBounds {
+        image_tokens: pricing.image_token_bound,
+        audio_tokens: pricing.audio_token_bound,
+        context_tokens: pricing.context_token_bound,
+    };
+    let quote = price
+        .quote(
+            facts.prompt_bound(&bytes, &bounds),
+            facts.max_output_tokens,
+            facts.choices,
+            None,
+            false,
+        )
+        .expect("a quote");
+    tollgate::billing::hold_amount(quote)
+}
+
+/// A legacy completions request with four prompts generates a choice for each. A wallet
+/// funded with exactly its hold covers all four at their output limit.
+#[tokio::test]
+async fn prompt_list_is_quoted_per_prompt() {
+    let harness = Harness::start().await;
+    let body = json!({
+        "model": "gpt-3.5-turbo-instruct",
+        "prompt": ["Tell a story", "Tell a story", "Tell a story", "Tell a story"],
+        "max_tokens": 1000
+    });
+    let hold = hold_for(&harness, Endpoint::Completions, &body);
+    let customer = harness.prepaid("prepaid", &hold.to_usd().to_string()).await;
+    let choices: Vec<_> = (0..4)
+        .map(|index| json!({"text": "...", "index": index, "logprobs": null, "finish_reason": "length"}))
+        .collect();
+    let answer = json!({"id": "cmpl-1", "object": "text_completion", "created": 1730000000,
+        "model": "gpt-3.5-turbo-instruct", "choices": choices,
+        "usage": {"prompt_tokens": 12, "completion_tokens": 4000, "total_tokens": 4012}});
+    Mock::given(method("POST"))
+        .and(path("/v1/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&harness.upstream)
+        .await;
+
+    let response = harness
+        .http()
+        .post(format!("{}/v1/completions", harness.url))
+        .header("X-Customer-Id", "prepaid")
+        .json(&body)
+        .send()
+        .await
+        .expect("tollgate answers");
+    assert_eq!(response.status(), 200);
+    wait_for(Duration::from_secs(5), || {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
+    let wallet = harness.blnk.balance(&customer.usd_balance_id);
+    assert!(
+        wallet.balance >= 0,
+        "overspent to {} nano-dollars",
+        wallet.balance
+    );
+}
+
+/// A request that continues a stored response brings a prompt the body does not show, so its
+/// quote counts the largest prompt a model accepts.
+#[tokio::test]
+async fn stored_response_is_quoted_at_context_bound() {
+    let harness = Harness::start().await;
+    harness.prepaid("prepaid", "0.05").await;
+    let answer = json!({"id": "resp_2", "object": "response", "model": "gpt-4o-mini", "status": "completed",
+        "output": [], "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}});
+    Mock::given(method("POST"))
+        .and(path("/v1/responses"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&harness.upstream)
+        .await;
+    let send = |body: Value| {
+        harness
+            .http()
+            .post(format!("{}/v1/responses", harness.url))
+            .header("X-Customer-Id", "prepaid")
+            .json(&body)
+            .send()
+    };
+
+    let fresh = json!({"model": "gpt-4o-mini", "input": "and then?", "max_output_tokens": 100});
+    assert_eq!(send(fresh).await.expect("tollgate answers").status(), 200);
+
+    // 1,048,576 prompt tokens at $0.15 per million is about $0.157, more than the wallet.
+    let continued = json!({"model": "gpt-4o-mini", "previous_response_id": "resp_1",
+        "input": "and then?", "max_output_tokens": 100});
+    let response = send(continued).await.expect("tollgate answers");
+    assert_eq!(response.status(), 402);
 }

@@ -434,7 +434,14 @@ fn quote_of(harness: &Harness, body: &Value) -> tollgate::money::Nanos {
     let pricing = &harness.state.config.pricing;
     let quote = price
         .quote(
-            facts.prompt_bound(pricing.image_token_bound, pricing.audio_token_bound),
+            facts.prompt_bound(
+                &bytes,
+                &tollgate::billing::request::PromptBounds {
+                    image_tokens: pricing.image_token_bound,
+                    audio_tokens: pricing.audio_token_bound,
+                    context_tokens: pricing.context_token_bound,
+                },
+            ),
             facts.max_output_tokens,
             facts.choices,
             None,

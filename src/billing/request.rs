@@ -28,7 +28,8 @@ pub struct RequestFacts {
     pub include_usage: Option<bool>,
     /// `max_completion_tokens`, `max_tokens` or `max_output_tokens`, whichever is set.
     pub max_output_tokens: Option<u64>,
-    /// Number of choices generated (`n`, or `best_of` for legacy completions when larger).
+    /// Number of choices generated: `n` (or `best_of` for legacy completions when larger)
+    /// for each prompt of a legacy completions request with a list of prompts.
     pub choices: u64,
     pub service_tier: Option<String>,
     /// The request sends audio or requests audio output.
@@ -36,6 +37,8 @@ pub struct RequestFacts {
     /// Images (and other inline files) and audio clips sent as base64 data.
     pub inline_images: u64,
     pub inline_audio: u64,
+    /// The request continues a stored response or conversation.
+    pub stored_context: bool,
     /// Body bytes that are neither base64 images nor audio: an upper bound of text tokens,
     /// because every BPE token covers at least one byte.
     pub text_bytes: u64,
@@ -61,6 +64,12 @@ struct RawRequest<'a> {
     modalities: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
     audio: Option<&'a RawValue>,
+    #[serde(borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow)]
+    previous_response_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    conversation: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -127,7 +136,14 @@ impl RequestFacts {
             .max_completion_tokens
             .or(raw.max_tokens)
             .or(raw.max_output_tokens);
-        let choices = raw.n.unwrap_or(1).max(raw.best_of.unwrap_or(1)).max(1);
+        let per_prompt = raw.n.unwrap_or(1).max(raw.best_of.unwrap_or(1)).max(1);
+        let prompts = match raw.prompt {
+            Some(prompt) if endpoint == Endpoint::Completions => prompt_count(prompt),
+            _ => 1,
+        };
+        let choices = per_prompt.saturating_mul(prompts);
+        let stored = |value: Option<&RawValue>| value.is_some_and(|v| v.get() != "null");
+        let stored_context = stored(raw.previous_response_id) || stored(raw.conversation);
         let wants_audio_out = raw.audio.is_some()
             || raw
                 .modalities
@@ -145,17 +161,99 @@ impl RequestFacts {
             audio: wants_audio_out || inline.audio > 0,
             inline_images: inline.images,
             inline_audio: inline.audio,
+            stored_context,
             text_bytes: body.len().saturating_sub(inline.bytes) as u64,
         })
     }
 
-    /// Returns the request's prompt bound in tokens, with each inline image and audio clip
-    /// counted at its configured bound instead of its bytes.
-    pub fn prompt_bound(&self, image_token_bound: u64, audio_token_bound: u64) -> u64 {
-        self.text_bytes
-            .saturating_add(self.inline_images.saturating_mul(image_token_bound))
-            .saturating_add(self.inline_audio.saturating_mul(audio_token_bound))
+    /// Returns the prompt bound in tokens of `body`, the request these facts were read from.
+    /// Each image and inline audio clip counts at its configured bound instead of its bytes. A
+    /// prompt that takes in content the body does not carry is bounded by the largest prompt
+    /// a model accepts, when that is larger. The body is scanned again only here, because
+    /// only a request that places a hold needs the bound.
+    pub fn prompt_bound(&self, body: &[u8], bounds: &PromptBounds) -> u64 {
+        let images = self.inline_images.max(image_parts(body));
+        let seen = self
+            .text_bytes
+            .saturating_add(images.saturating_mul(bounds.image_tokens))
+            .saturating_add(self.inline_audio.saturating_mul(bounds.audio_tokens));
+        if self.stored_context || takes_unseen_input(body) {
+            seen.max(bounds.context_tokens)
+        } else {
+            seen
+        }
     }
+}
+
+/// Tokens counted for request content whose size the body does not show.
+#[derive(Clone, Copy, Debug)]
+pub struct PromptBounds {
+    /// One image.
+    pub image_tokens: u64,
+    /// One inline audio clip.
+    pub audio_tokens: u64,
+    /// A whole prompt that takes in content the body does not carry.
+    pub context_tokens: u64,
+}
+
+/// Parts that bring content into the prompt from elsewhere: a Responses file, a stored item,
+/// and hosted tools whose results join the prompt (`web_search` and its variants). A quote
+/// inside a JSON string is escaped, so the quoted names match only keys and values, not text.
+const UNSEEN_INPUT_MARKERS: [&[u8]; 5] = [
+    b"\"input_file\"",
+    b"\"item_reference\"",
+    b"\"file_search\"",
+    b"\"web_search",
+    b"\"mcp\"",
+];
+
+/// Returns whether `body` brings content into the prompt from elsewhere. A chat `file` part
+/// names `file` as its type and as the key of an object.
+fn takes_unseen_input(body: &[u8]) -> bool {
+    has_object_key(body, b"\"file\"")
+        || UNSEEN_INPUT_MARKERS
+            .iter()
+            .any(|marker| memmem::find(body, marker).is_some())
+}
+
+/// Returns whether `body` has the key `name` (quoted) with an object as its value.
+fn has_object_key(body: &[u8], name: &[u8]) -> bool {
+    memmem::find_iter(body, name).any(|start| key_opens_object(body, start + name.len()))
+}
+
+/// Returns whether the bytes from `from` on are a colon and an opening brace, as after a key
+/// whose value is an object.
+fn key_opens_object(body: &[u8], from: usize) -> bool {
+    let mut rest = body[from..].iter().filter(|b| !b.is_ascii_whitespace());
+    rest.next() == Some(&b':') && rest.next() == Some(&b'{')
+}
+
+/// Counts the prompts of a legacy completions `prompt`: a list of strings or of token lists
+/// holds one prompt per item, while a string or a single token list is one prompt.
+fn prompt_count(prompt: &RawValue) -> u64 {
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(prompt.get()) else {
+        return 1;
+    };
+    let several = items
+        .first()
+        .is_some_and(|item| item.get().starts_with(['"', '[']));
+    if several {
+        (items.len() as u64).max(1)
+    } else {
+        1
+    }
+}
+
+/// Counts image parts by their type names, whatever carries the image: `input_image` in
+/// the Responses API, and in chat an `image_url` key whose value is an object (the chat part
+/// names `image_url` twice, as its type and as that key).
+fn image_parts(body: &[u8]) -> u64 {
+    let responses = memmem::find_iter(body, b"\"input_image\"").count();
+    let key = b"\"image_url\"";
+    let chat = memmem::find_iter(body, key)
+        .filter(|&start| key_opens_object(body, start + key.len()))
+        .count();
+    (responses + chat) as u64
 }
 
 /// Large base64 payloads found in a body by a byte scan (no parse).
@@ -380,7 +478,92 @@ mod tests {
         let f = facts(&body);
         assert_eq!(f.inline_images, 1);
         assert!(f.text_bytes < 200, "{}", f.text_bytes);
-        assert_eq!(f.prompt_bound(1000, 5000), f.text_bytes + 1000);
+        assert_eq!(
+            f.prompt_bound(body.as_bytes(), &BOUNDS),
+            f.text_bytes + 1000
+        );
+    }
+
+    const BOUNDS: PromptBounds = PromptBounds {
+        image_tokens: 1000,
+        audio_tokens: 5000,
+        context_tokens: 100_000,
+    };
+
+    #[test]
+    fn images_count_in_every_form() {
+        let cases = [
+            (
+                "chat image by URL",
+                r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]}"#,
+                1,
+            ),
+            (
+                "chat image as short base64",
+                r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type": "image_url", "image_url" : {"url":"data:image/png;base64,iVBO"}}]}]}"#,
+                1,
+            ),
+            (
+                "responses images by URL and by file id",
+                r#"{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_image","image_url":"https://example.com/a.png"},{"type":"input_image","file_id":"file-1"}]}]}"#,
+                2,
+            ),
+            (
+                "the name inside text",
+                r#"{"model":"gpt-4o","messages":[{"role":"user","content":"say \"image_url\": {}"}]}"#,
+                0,
+            ),
+        ];
+        for (name, body, images) in cases {
+            let f = facts(body);
+            assert_eq!(image_parts(body.as_bytes()), images, "{name}");
+            assert!(!takes_unseen_input(body.as_bytes()), "{name}");
+            let bound = f.prompt_bound(body.as_bytes(), &BOUNDS);
+            assert_eq!(bound, f.text_bytes + images * 1000, "{name}");
+        }
+    }
+
+    #[test]
+    fn unseen_input_is_bounded_by_context() {
+        let bodies = [
+            r#"{"model":"gpt-4o","previous_response_id":"resp_1","input":"and then?"}"#,
+            r#"{"model":"gpt-4o","conversation":"conv_1","input":"hi"}"#,
+            r#"{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_file","file_id":"file-1"}]}]}"#,
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}"#,
+            r#"{"model":"gpt-4o","input":[{"type":"item_reference","id":"msg_1"}]}"#,
+            r#"{"model":"gpt-4o","input":"news?","tools":[{"type":"web_search_preview"}]}"#,
+            r#"{"model":"gpt-4o","input":"docs?","tools":[{"type":"file_search","vector_store_ids":["vs_1"]}]}"#,
+            r#"{"model":"gpt-4o","input":"hi","tools":[{"type":"mcp","server_label":"x"}]}"#,
+        ];
+        for body in bodies {
+            assert_eq!(
+                facts(body).prompt_bound(body.as_bytes(), &BOUNDS),
+                100_000,
+                "{body}"
+            );
+        }
+        let plain = r#"{"model":"gpt-4o","previous_response_id":null,"input":"hi"}"#;
+        let f = facts(plain);
+        assert!(!f.stored_context);
+        assert_eq!(f.prompt_bound(plain.as_bytes(), &BOUNDS), f.text_bytes);
+    }
+
+    #[test]
+    fn prompt_lists_multiply_choices() {
+        let parse = |body: &str| RequestFacts::parse(Endpoint::Completions, body.as_bytes());
+        let cases = [
+            (r#"{"model":"m","prompt":"one"}"#, 1),
+            (r#"{"model":"m","prompt":["a","b","c","d"]}"#, 4),
+            (r#"{"model":"m","prompt":["a","b"],"n":3}"#, 6),
+            (r#"{"model":"m","prompt":[[1,2],[3]],"best_of":2,"n":1}"#, 4),
+            (r#"{"model":"m","prompt":[1,2,3]}"#, 1),
+            (r#"{"model":"m","prompt":[]}"#, 1),
+        ];
+        for (body, choices) in cases {
+            assert_eq!(parse(body).unwrap().choices, choices, "{body}");
+        }
+        // Chat has no `prompt` field, so a stray one changes nothing.
+        assert_eq!(facts(r#"{"model":"m","prompt":["a","b"]}"#).choices, 1);
     }
 
     #[test]

@@ -165,6 +165,9 @@ pub struct PricingConfig {
     pub image_token_bound: u64,
     /// Quote bound for one audio clip in a request, in tokens.
     pub audio_token_bound: u64,
+    /// Quote bound for a whole prompt that takes in content the body does not carry (a
+    /// stored response or conversation, a file, hosted search results), in tokens.
+    pub context_token_bound: u64,
     /// Markup applied when the price file sets none, as a factor (1 = none).
     pub default_markup: Decimal,
 }

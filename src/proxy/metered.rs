@@ -18,7 +18,7 @@ use tracing::{Instrument, field};
 use crate::accounts::{Account, Lookup};
 use crate::auth::Caller;
 use crate::billing::HoldError;
-use crate::billing::request::{RequestFacts, force_include_usage};
+use crate::billing::request::{PromptBounds, RequestFacts, force_include_usage};
 use crate::error::ProxyError;
 use crate::http_client::describe;
 use crate::ids::{CustomerId, RequestId};
@@ -359,7 +359,14 @@ async fn reserve(
         return Ok(());
     };
     let pricing = &state.config.pricing;
-    let prompt_bound = facts.prompt_bound(pricing.image_token_bound, pricing.audio_token_bound);
+    let prompt_bound = facts.prompt_bound(
+        &metering.request_body,
+        &PromptBounds {
+            image_tokens: pricing.image_token_bound,
+            audio_tokens: pricing.audio_token_bound,
+            context_tokens: pricing.context_token_bound,
+        },
+    );
     let quote = metering
         .price
         .quote(

@@ -149,6 +149,7 @@ fn build_pricing(settings: &Settings) -> Result<PricingConfig, ConfigError> {
         watch_interval: settings.get("pricing.watch_interval")?,
         image_token_bound: settings.get("pricing.image_token_bound")?,
         audio_token_bound: settings.get("pricing.audio_token_bound")?,
+        context_token_bound: settings.get("pricing.context_token_bound")?,
         default_markup: settings.get("pricing.default_markup")?,
     })
 }

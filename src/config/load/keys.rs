@@ -180,6 +180,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::new("pricing", "watch_interval", Kind::PositiveDuration, "5s"),
     Key::new("pricing", "image_token_bound", Kind::Count, "10000"),
     Key::new("pricing", "audio_token_bound", Kind::Count, "20000"),
+    Key::new("pricing", "context_token_bound", Kind::Count, "1048576"),
     Key::new("pricing", "default_markup", Kind::PositiveDecimal, "1"),
     Key::new("outbox", "durability", Kind::Durability, "process"),
     Key::new("outbox", "retry_initial_delay", Kind::PositiveDuration, "1s"),

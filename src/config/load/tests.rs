@@ -66,6 +66,7 @@ watch = false
 watch_interval = "30s"
 image_token_bound = 5000
 audio_token_bound = 7000
+context_token_bound = 9000
 default_markup = 1.15
 
 [outbox]
@@ -176,6 +177,7 @@ fn defaults_apply_without_file_or_env() {
     assert_eq!(config.pricing.watch_interval, Duration::from_secs(5));
     assert_eq!(config.pricing.image_token_bound, 10_000);
     assert_eq!(config.pricing.audio_token_bound, 20_000);
+    assert_eq!(config.pricing.context_token_bound, 1_048_576);
     assert_eq!(config.pricing.default_markup, dec!(1));
 
     assert_eq!(config.outbox.durability, Durability::Process);
@@ -254,6 +256,7 @@ fn full_file_sets_every_key() {
     assert_eq!(config.pricing.watch_interval, Duration::from_secs(30));
     assert_eq!(config.pricing.image_token_bound, 5000);
     assert_eq!(config.pricing.audio_token_bound, 7000);
+    assert_eq!(config.pricing.context_token_bound, 9000);
     assert_eq!(config.pricing.default_markup, dec!(1.15));
 
     assert_eq!(config.outbox.durability, Durability::Power);
@@ -321,6 +324,7 @@ const ENV_CASES: &[(&str, &str, Field, &str)] = &[
     ("TOLLGATE_PRICING_WATCH_INTERVAL", "2s", |c| debug(c.pricing.watch_interval), "2s"),
     ("TOLLGATE_PRICING_IMAGE_TOKEN_BOUND", "11", |c| debug(c.pricing.image_token_bound), "11"),
     ("TOLLGATE_PRICING_AUDIO_TOKEN_BOUND", "12", |c| debug(c.pricing.audio_token_bound), "12"),
+    ("TOLLGATE_PRICING_CONTEXT_TOKEN_BOUND", "13", |c| debug(c.pricing.context_token_bound), "13"),
     ("TOLLGATE_PRICING_DEFAULT_MARKUP", "1.30", |c| c.pricing.default_markup.to_string(), "1.30"),
     ("TOLLGATE_OUTBOX_DURABILITY", "power", |c| debug(c.outbox.durability), "Power"),
     ("TOLLGATE_OUTBOX_RETRY_INITIAL_DELAY", "250ms", |c| debug(c.outbox.retry_initial_delay), "250ms"),
