@@ -19,7 +19,7 @@ use memchr::memmem;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::upstream::SENT_AT_FIELD;
+use crate::upstream::{RECEIVED_AT_FIELD, SENT_AT_FIELD};
 
 /// How long the generator waits for open requests after the last one was scheduled.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -67,6 +67,12 @@ pub struct Outcome {
     pub ttfb_ns: Vec<u64>,
     /// For streams: upstream's send time of each chunk to its arrival at the client.
     pub transit_ns: Vec<u64>,
+    /// For streams: the scheduled send to the mock's receipt of the request.
+    pub request_leg_ns: Vec<u64>,
+    /// For streams: the mock's receipt of the request to its send of the first chunk.
+    pub turnaround_ns: Vec<u64>,
+    /// For streams: the first chunk's transit from the mock to the client.
+    pub first_chunk_ns: Vec<u64>,
     /// First scheduled send to the end of the last response.
     pub elapsed: Duration,
 }
@@ -75,6 +81,14 @@ struct Sample {
     latency_ns: u64,
     ttfb_ns: Option<u64>,
     transit_ns: Vec<u64>,
+    legs: Option<Legs>,
+}
+
+/// A stream's time to first byte split where the mock upstream can see it.
+struct Legs {
+    request_ns: u64,
+    turnaround_ns: u64,
+    first_chunk_ns: u64,
 }
 
 impl Client {
@@ -107,6 +121,11 @@ impl Outcome {
                 self.latency_ns.push(sample.latency_ns);
                 self.ttfb_ns.extend(sample.ttfb_ns);
                 self.transit_ns.extend(sample.transit_ns);
+                if let Some(legs) = sample.legs {
+                    self.request_leg_ns.push(legs.request_ns);
+                    self.turnaround_ns.push(legs.turnaround_ns);
+                    self.first_chunk_ns.push(legs.first_chunk_ns);
+                }
             }
             Err(error) => self.fail(error),
         }
@@ -215,6 +234,7 @@ async fn send(
     template: Arc<Template>,
     scheduled: Instant,
 ) -> Result<Sample, String> {
+    let scheduled_unix = unix_nanos().saturating_sub(nanos_since(scheduled));
     let response = client
         .http
         .request(request)
@@ -225,18 +245,24 @@ async fn send(
     let mut body = response.into_body();
     let mut ttfb_ns = None;
     let mut transit_ns = Vec::new();
+    let mut legs = None;
     let mut tail: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| format!("response body broke off: {error}"))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if ttfb_ns.is_none() {
+        let first = ttfb_ns.is_none();
+        if first {
             ttfb_ns = Some(nanos_since(scheduled));
         }
         if template.stream {
             let arrived = unix_nanos();
-            transit_ns.extend(sent_times(&data).map(|sent| arrived.saturating_sub(sent)));
+            if first {
+                legs = split_first_byte(&data, scheduled_unix, arrived);
+            }
+            transit_ns
+                .extend(stamps(&data, SENT_AT_FIELD).map(|sent| arrived.saturating_sub(sent)));
             keep_tail(&mut tail, &data);
         }
     }
@@ -260,6 +286,18 @@ async fn send(
         latency_ns,
         ttfb_ns,
         transit_ns,
+        legs,
+    })
+}
+
+/// Splits the way to a stream's first chunk, when `data` starts with the mock's first chunk.
+fn split_first_byte(data: &[u8], scheduled_unix: u64, arrived: u64) -> Option<Legs> {
+    let received = stamps(data, RECEIVED_AT_FIELD).next()?;
+    let sent = stamps(data, SENT_AT_FIELD).next()?;
+    Some(Legs {
+        request_ns: received.saturating_sub(scheduled_unix),
+        turnaround_ns: sent.saturating_sub(received),
+        first_chunk_ns: arrived.saturating_sub(sent),
     })
 }
 
@@ -272,10 +310,10 @@ fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
-/// Returns the upstream send times (Unix nanoseconds) that the mock wrote into the chunks of `data`.
-fn sent_times(data: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    memmem::find_iter(data, SENT_AT_FIELD).filter_map(move |at| {
-        let digits = &data[at + SENT_AT_FIELD.len()..];
+/// Returns the values of every `field` (Unix nanoseconds, written by the mock) in `data`.
+fn stamps<'a>(data: &'a [u8], field: &'a [u8]) -> impl Iterator<Item = u64> + 'a {
+    memmem::find_iter(data, field).filter_map(move |at| {
+        let digits = &data[at + field.len()..];
         let end = digits.iter().position(|byte| !byte.is_ascii_digit())?;
         std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
     })
@@ -292,4 +330,28 @@ pub fn unix_nanos() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::content_chunk;
+
+    #[test]
+    fn first_chunk_splits_the_way_to_it() {
+        let received = unix_nanos();
+        let chunk = content_chunk(Some(received));
+        let sent = stamps(&chunk, SENT_AT_FIELD).next().expect("send time");
+        let legs = split_first_byte(&chunk, received - 40_000, sent + 15_000).expect("legs");
+        assert_eq!(legs.request_ns, 40_000);
+        assert_eq!(legs.turnaround_ns, sent - received);
+        assert_eq!(legs.first_chunk_ns, 15_000);
+    }
+
+    #[test]
+    fn later_chunks_carry_no_receipt() {
+        let chunk = content_chunk(None);
+        assert!(split_first_byte(&chunk, 0, unix_nanos()).is_none());
+        assert_eq!(stamps(&chunk, SENT_AT_FIELD).count(), 1);
+    }
 }

@@ -54,6 +54,12 @@ pub struct Round {
     pub latency: Percentiles,
     pub ttfb: Percentiles,
     pub transit: Percentiles,
+    /// Streams: the scheduled send to the mock upstream's receipt of the request.
+    pub request_leg: Percentiles,
+    /// Streams: the mock's receipt of the request to its send of the first chunk.
+    pub turnaround: Percentiles,
+    /// Streams: the first chunk's transit from the mock to the client.
+    pub first_chunk: Percentiles,
     pub ok: u64,
     pub scheduled: u64,
     pub errors: u64,
@@ -396,6 +402,9 @@ fn summarise(mut outcome: Outcome, cpu: CpuTime, ledger: Counters) -> Round {
         latency: percentiles(&mut outcome.latency_ns),
         ttfb: percentiles(&mut outcome.ttfb_ns),
         transit: percentiles(&mut outcome.transit_ns),
+        request_leg: percentiles(&mut outcome.request_leg_ns),
+        turnaround: percentiles(&mut outcome.turnaround_ns),
+        first_chunk: percentiles(&mut outcome.first_chunk_ns),
         ok: outcome.ok,
         scheduled: outcome.scheduled,
         errors: outcome.errors,

@@ -113,6 +113,39 @@ pub fn stream_table(out: &mut String, arms: &[ArmRounds], settings: &Settings) {
         );
     }
     let _ = writeln!(out);
+    first_byte_legs(out, arms, direct);
+}
+
+/// Splits each arm's time to first byte where the mock upstream sees it: the request's way to
+/// upstream, the mock's own turnaround, and the first chunk's way back to the client.
+fn first_byte_legs(out: &mut String, arms: &[ArmRounds], direct: &ArmRounds) {
+    let _ = writeln!(
+        out,
+        "### The way to the first byte
+
+The request leg runs from the scheduled send to the mock upstream's receipt of the \
+         request; the turnaround from that receipt to the mock's send of the first chunk; the first-chunk leg from that send \
+         to the chunk's arrival at the client. Overheads are per-round differences to direct, at p50.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| arm | request leg | overhead | turnaround | overhead | first-chunk leg | overhead |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for arm in arms {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            arm.arm.label(),
+            us(median_of(&arm.rounds, |r| r.request_leg.p50)),
+            us(added(arm, direct, |r| r.request_leg.p50)),
+            us(median_of(&arm.rounds, |r| r.turnaround.p50)),
+            us(added(arm, direct, |r| r.turnaround.p50)),
+            us(median_of(&arm.rounds, |r| r.first_chunk.p50)),
+            us(added(arm, direct, |r| r.first_chunk.p50)),
+        );
+    }
+    let _ = writeln!(out);
 }
 
 pub fn memory_table(out: &mut String, memory: &[Memory]) {

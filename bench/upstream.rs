@@ -4,6 +4,9 @@
 //! unchanged: the latency before the response headers, and for streams the number of content
 //! chunks and the delay between them. Every stream chunk carries its send time (Unix
 //! nanoseconds) in an extra `x_sent_ns` field, so the client can measure each chunk's transit.
+//! The first chunk also carries the time the mock's handler received the request
+//! (`x_received_ns`), which splits a stream's time to first byte into the request's way to
+//! upstream, the mock's own turnaround and the first chunk's way back.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +36,8 @@ pub const CHUNKS_HEADER: &str = "x-mock-chunks";
 pub const INTERVAL_HEADER: &str = "x-mock-chunk-interval-us";
 /// The field of each stream chunk that carries its send time.
 pub const SENT_AT_FIELD: &[u8] = b"\"x_sent_ns\":";
+/// The field of a stream's first chunk that carries the time the request reached the mock.
+pub const RECEIVED_AT_FIELD: &[u8] = b"\"x_received_ns\":";
 
 pub type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -51,6 +56,8 @@ struct StreamShape {
     chunks: u32,
     interval: Duration,
     include_usage: bool,
+    /// Unix nanoseconds at which the handler received the request.
+    received_ns: u64,
 }
 
 /// Binds a loopback port and serves the mock until the process exits.
@@ -77,6 +84,7 @@ async fn accept_loop(listener: TcpListener) {
 }
 
 async fn handle(request: Request<Incoming>) -> Result<Response<MockBody>, Infallible> {
+    let received_ns = unix_nanos();
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -97,6 +105,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<MockBody>, Infall
             micros_header(&parts.headers, INTERVAL_HEADER).unwrap_or(1000),
         ),
         include_usage: memmem::find(&body, b"\"include_usage\":true").is_some(),
+        received_ns,
     };
     Ok(stream_response(shape))
 }
@@ -139,7 +148,8 @@ async fn produce(shape: StreamShape, sender: mpsc::Sender<Bytes>) {
         if index > 0 {
             tokio::time::sleep(shape.interval).await;
         }
-        if sender.send(content_chunk()).await.is_err() {
+        let received_ns = (index == 0).then_some(shape.received_ns);
+        if sender.send(content_chunk(received_ns)).await.is_err() {
             return;
         }
     }
@@ -160,11 +170,12 @@ async fn produce(shape: StreamShape, sender: mpsc::Sender<Bytes>) {
     let _ = sender.send(Bytes::from(tail)).await;
 }
 
-fn content_chunk() -> Bytes {
+pub(crate) fn content_chunk(received_ns: Option<u64>) -> Bytes {
+    let received = received_ns.map_or(String::new(), |at| format!(",\"x_received_ns\":{at}"));
     Bytes::from(format!(
         "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1767225600,\
          \"model\":\"{MODEL}\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"ledger \"}},\
-         \"finish_reason\":null}}],\"x_sent_ns\":{}}}\n\n",
+         \"finish_reason\":null}}]{received},\"x_sent_ns\":{}}}\n\n",
         unix_nanos()
     ))
 }
