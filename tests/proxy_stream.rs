@@ -748,3 +748,59 @@ async fn drain_ending_before_content_is_billed() {
     assert_eq!(usd.meta_data["client_disconnected"], true);
     assert!(usd.precise_amount > 0, "the prompt was billed as zero");
 }
+
+/// Under the `stop` policy, a client that leaves after the usage chunk but before `[DONE]`
+/// is billed that usage: the chunk without choices comes after all content, so it is final.
+#[tokio::test]
+async fn stop_after_usage_chunk_bills_reported() {
+    let chunk = |choices: &str, usage: &str| {
+        format!(
+            "data: {{\"id\":\"chatcmpl-u\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":{choices},\"usage\":{usage}}}\n\n"
+        )
+    };
+    let pieces = vec![
+        chunk(
+            r#"[{"index":0,"delta":{"role":"assistant","content":"Debits equal credits."},"finish_reason":null}]"#,
+            "null",
+        ),
+        chunk(r#"[{"index":0,"delta":{},"finish_reason":"stop"}]"#, "null"),
+        chunk(
+            "[]",
+            r#"{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}"#,
+        ),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    // Two permits: the finish chunk and the usage chunk follow the first piece, and `[DONE]`
+    // waits for a permit that never comes.
+    let gate = Arc::new(Semaphore::new(2));
+    let (harness, _server) = start(
+        Script::sse(pieces, Pace::Gated(Arc::clone(&gate))),
+        vec![("TOLLGATE_UPSTREAM_ON_CLIENT_DISCONNECT", "stop".into())],
+    )
+    .await;
+    harness.postpaid("leaver").await;
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "State the rule."}]
+    });
+    let response = post_stream(&harness, "leaver", &body).await;
+    let id = response.headers()[REQUEST_ID].to_str().unwrap().to_string();
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains(USAGE_CHUNK_MARK) {
+        let piece = stream.next().await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&piece));
+    }
+    drop(stream);
+
+    wait_for(|| charge_of(&harness.blnk, &id).usd.is_some()).await;
+    let charge = charge_of(&harness.blnk, &id);
+    let usd = charge.usd.as_ref().unwrap();
+    assert_eq!(usd.meta_data["client_disconnected"], true);
+    assert_eq!(usd.meta_data["usage_source"], "reported");
+    assert_eq!(usd.meta_data["prompt_tokens"], 12);
+    assert_eq!(usd.meta_data["completion_tokens"], 5);
+    assert_eq!(charge.tokens(), 17);
+}

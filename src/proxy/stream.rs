@@ -345,11 +345,12 @@ fn billed_usage(
     disconnected: bool,
 ) -> Option<BilledUsage> {
     // tollgate ended these streams, not upstream, so upstream has billed what it generated.
+    // Their reported usage counts only if it was final: a running total leaves out the rest.
     let stopped_early = matches!(end, End::Stopped | End::Stalled | End::Drained);
     let reported = summary
         .usage
         .clone()
-        .filter(|_| !stopped_early || summary.terminated);
+        .filter(|_| !stopped_early || summary.terminated || summary.usage_final);
     let (usage, source) = match reported {
         Some(usage) => (usage, UsageSource::Reported),
         // Upstream failed (`response.failed` or an error event) before generating anything

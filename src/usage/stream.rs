@@ -53,6 +53,11 @@ pub struct StreamSummary {
     pub upstream_error: Option<String>,
     /// Whether `[DONE]` or a Responses terminal event was seen.
     pub terminated: bool,
+    /// Whether `usage` came in a chunk without choices. Upstream sends that chunk once, after
+    /// the last content (`stream_options.include_usage`), so its usage is final even when the
+    /// terminator never arrives. Some compatible servers also put a running total in content
+    /// chunks, which is not final.
+    pub usage_final: bool,
 }
 
 impl StreamSummary {
@@ -146,7 +151,7 @@ impl StreamMeter {
         }
         chunk.for_each_text(|text| self.add_text(text));
 
-        let carries_usage = self.record_usage(&chunk.usage);
+        let carries_usage = self.record_usage(&chunk.usage, chunk.has_empty_choices());
         if carries_usage && chunk.has_empty_choices() && !self.client_wants_usage {
             EventAction::Drop
         } else {
@@ -199,7 +204,8 @@ impl StreamMeter {
         remember(&mut self.summary.model, &response.model);
         remember(&mut self.summary.service_tier, &response.service_tier);
         remember(&mut self.summary.response_id, &response.id);
-        self.record_usage(&response.usage);
+        // A Responses stream's usage arrives with its terminal event, which sets `terminated`.
+        self.record_usage(&response.usage, false);
     }
 
     /// Records an `error` event, whose `code` and `message` sit at the top level (or, from
@@ -213,11 +219,13 @@ impl StreamMeter {
     }
 
     /// Records a usage object if the field contains one and returns whether it did. `null` and
-    /// a missing field leave the recorded usage as it was.
-    fn record_usage(&mut self, usage: &Section<WireUsage>) -> bool {
+    /// a missing field leave the recorded usage as it was. `is_final`: the event that carries
+    /// it comes after all content.
+    fn record_usage(&mut self, usage: &Section<WireUsage>, is_final: bool) -> bool {
         match usage_from_section(self.endpoint, usage) {
             Ok(Some(read)) => {
                 self.summary.usage = Some(read);
+                self.summary.usage_final = is_final;
                 true
             }
             Ok(None) => false,

@@ -352,6 +352,29 @@ fn repeated_usage_keeps_final_value() {
 }
 
 #[test]
+fn usage_final_only_without_choices() {
+    let running = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n";
+    let usage_chunk =
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n";
+    let null_usage = "data: {\"choices\":[],\"usage\":null}\n\n";
+
+    let (_, summary) = run_events(Endpoint::ChatCompletions, true, &[running]);
+    assert!(summary.usage.is_some());
+    assert!(!summary.usage_final, "a running total in a content chunk");
+
+    let (_, summary) = run_events(Endpoint::ChatCompletions, true, &[running, usage_chunk]);
+    assert_eq!(summary.usage.map(|usage| usage.completion_tokens), Some(2));
+    assert!(summary.usage_final, "the chunk without choices");
+    assert!(!summary.terminated);
+
+    let (_, summary) = run_events(Endpoint::ChatCompletions, true, &[running, null_usage]);
+    assert!(
+        !summary.usage_final,
+        "a null usage leaves the running total as it was"
+    );
+}
+
+#[test]
 fn invalid_stream_usage_is_reported() {
     let events = [
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-4,\"completion_tokens\":2}}\n\n",
