@@ -75,6 +75,10 @@ pub enum ProxyError {
     )]
     BodyStalled { idle: Duration, received: usize },
     #[error(
+        "the request body took longer than {} ms to arrive, and {received} bytes had arrived by then; send it faster, or ask the operator to raise body_read_timeout", limit.as_millis()
+    )]
+    BodyTooSlow { limit: Duration, received: usize },
+    #[error(
         "unknown route {method} {path}: tollgate meters /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions, and passes /v1/models through"
     )]
     UnknownRoute { method: String, path: String },
@@ -161,7 +165,7 @@ impl ProxyError {
                 "invalid_request_error",
                 "body_too_large",
             ),
-            BodyStalled { .. } => (
+            BodyStalled { .. } | BodyTooSlow { .. } => (
                 StatusCode::REQUEST_TIMEOUT,
                 "invalid_request_error",
                 "body_timeout",

@@ -34,6 +34,10 @@ pub struct Config {
     /// Maximum pause within a request body that tollgate reads whole (metered and
     /// pass-through routes). A longer pause gets 408.
     pub body_idle_timeout: Duration,
+    /// Maximum time a request body that tollgate reads whole may take to arrive, from the end
+    /// of the request's headers. A body that trickles in with short pauses gets 408 once it
+    /// passes, so it cannot hold a connection slot for long.
+    pub body_read_timeout: Duration,
     /// Deepest nesting of JSON arrays and objects accepted in a metered request body. Deeper
     /// bodies are rejected with 400 `invalid_json`.
     pub max_json_depth: usize,

@@ -19,6 +19,7 @@ use crate::accounts::{Account, Lookup};
 use crate::auth::Caller;
 use crate::billing::HoldError;
 use crate::billing::request::{PromptBounds, RequestFacts, force_include_usage};
+use crate::config::Config;
 use crate::error::ProxyError;
 use crate::http_client::describe;
 use crate::ids::{CustomerId, RequestId};
@@ -105,7 +106,7 @@ async fn serve(
         body,
         &parts.headers,
         config.max_body_bytes,
-        config.body_idle_timeout,
+        BodyTimeouts::from_config(config),
     )
     .await?;
     check_json_depth(&body, config.max_json_depth).map_err(|exceeded| ProxyError::JsonTooDeep {
@@ -256,14 +257,33 @@ fn customer_id(headers: &HeaderMap, name: &http::HeaderName) -> Result<CustomerI
     })
 }
 
-/// Reads a whole request body of at most `limit` bytes. Fails when `idle` passes without a
-/// byte of it arriving.
+/// Time limits on reading a request body.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BodyTimeouts {
+    /// Maximum pause between two pieces of the body.
+    pub idle: Duration,
+    /// Maximum time the whole body may take.
+    pub total: Duration,
+}
+
+impl BodyTimeouts {
+    pub(super) fn from_config(config: &Config) -> BodyTimeouts {
+        BodyTimeouts {
+            idle: config.body_idle_timeout,
+            total: config.body_read_timeout,
+        }
+    }
+}
+
+/// Reads a whole request body of at most `limit` bytes. Fails when `timeouts.idle` passes
+/// without a byte of it arriving, or when the whole body takes longer than `timeouts.total`.
 pub(super) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-    idle: Duration,
+    timeouts: BodyTimeouts,
 ) -> Result<Bytes, ProxyError> {
+    let BodyTimeouts { idle, total } = timeouts;
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -277,18 +297,23 @@ pub(super) async fn read_body(
     // One timer for the whole body, moved on only when it fires, so the many pieces of a
     // large body do not each arm and disarm a timer.
     let mut last_piece = tokio::time::Instant::now();
-    let stall = tokio::time::sleep(idle);
+    let deadline = last_piece + total;
+    let stall = tokio::time::sleep(idle.min(total));
     tokio::pin!(stall);
     loop {
         let frame = tokio::select! {
             biased;
             frame = body.frame() => frame,
             () = &mut stall => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(ProxyError::BodyTooSlow { limit: total, received: length });
+                }
                 let quiet_until = last_piece + idle;
-                if tokio::time::Instant::now() >= quiet_until {
+                if now >= quiet_until {
                     return Err(ProxyError::BodyStalled { idle, received: length });
                 }
-                stall.as_mut().reset(quiet_until);
+                stall.as_mut().reset(quiet_until.min(deadline));
                 continue;
             }
         };
@@ -607,12 +632,25 @@ pub fn build_response(status: StatusCode, headers: HeaderMap, body: Body) -> Res
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
     use http_body_util::{Full, StreamBody};
     use hyper::body::Frame;
 
     use super::*;
 
-    const IDLE: Duration = Duration::from_secs(5);
+    const TIMEOUTS: BodyTimeouts = BodyTimeouts {
+        idle: Duration::from_secs(5),
+        total: Duration::from_secs(60),
+    };
+
+    /// Builds a body of `pieces` one-byte pieces, each sent after `pause`.
+    fn trickle(pieces: usize, pause: Duration) -> Body {
+        let stream = futures_util::stream::iter(0..pieces).then(move |_| async move {
+            tokio::time::sleep(pause).await;
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b" ")))
+        });
+        Body::new(StreamBody::new(stream))
+    }
 
     #[tokio::test]
     async fn read_body_releases_read_buffer() {
@@ -623,7 +661,7 @@ mod tests {
             Body::new(Full::new(request)),
             &HeaderMap::new(),
             1 << 20,
-            IDLE,
+            TIMEOUTS,
         )
         .await
         .expect("a body under the limit");
@@ -641,10 +679,55 @@ mod tests {
             .map(|piece| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(piece))));
         let streamed = Body::new(StreamBody::new(futures_util::stream::iter(pieces)));
 
-        let body = read_body(streamed, &HeaderMap::new(), 1 << 20, IDLE)
+        let body = read_body(streamed, &HeaderMap::new(), 1 << 20, TIMEOUTS)
             .await
             .expect("a body under the limit");
 
         assert_eq!(&body[..], b"{\"model\":\"gpt-4o\",\"messages\":[]}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trickling_body_hits_total_timeout() {
+        let timeouts = BodyTimeouts {
+            idle: Duration::from_secs(5),
+            total: Duration::from_secs(10),
+        };
+        // A byte every 2 s never pauses for the idle timeout, but takes 40 s in all.
+        let body = trickle(20, Duration::from_secs(2));
+
+        let error = read_body(body, &HeaderMap::new(), 1 << 20, timeouts)
+            .await
+            .expect_err("the body outlasts its total timeout");
+
+        let ProxyError::BodyTooSlow { limit, received } = error else {
+            panic!("expected BodyTooSlow, got {error:?}");
+        };
+        assert_eq!(limit, Duration::from_secs(10));
+        assert_eq!(received, 5, "bytes that arrived within 10 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_body_within_total_is_read() {
+        let body = trickle(20, Duration::from_secs(2));
+
+        let body = read_body(body, &HeaderMap::new(), 1 << 20, TIMEOUTS)
+            .await
+            .expect("40 s is within the total timeout");
+
+        assert_eq!(body.len(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_hits_idle_timeout_first() {
+        let body = trickle(2, Duration::from_secs(6));
+
+        let error = read_body(body, &HeaderMap::new(), 1 << 20, TIMEOUTS)
+            .await
+            .expect_err("a 6 s pause outlasts the idle timeout");
+
+        assert!(
+            matches!(error, ProxyError::BodyStalled { received: 0, .. }),
+            "{error:?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::ids::CustomerId;
 
 use super::AppState;
 use super::headers::{client_response_headers, forwarded};
-use super::metered::{build_response, read_body};
+use super::metered::{BodyTimeouts, build_response, read_body};
 
 /// Forwards a request that costs nothing (model listings).
 pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -51,7 +51,7 @@ async fn relay(state: Arc<AppState>, request: Request, log: bool) -> Result<Resp
         body,
         &parts.headers,
         config.max_body_bytes,
-        config.body_idle_timeout,
+        BodyTimeouts::from_config(config),
     )
     .await?;
     let (headers, path) = forwarded(&parts, config);

@@ -233,6 +233,38 @@ async fn stalled_body_gets_408() {
 }
 
 #[tokio::test]
+async fn trickling_body_gets_408() {
+    let harness = start(vec![
+        ("TOLLGATE_BODY_IDLE_TIMEOUT", "2s".into()),
+        ("TOLLGATE_BODY_READ_TIMEOUT", "1s".into()),
+    ])
+    .await;
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+        .into_bytes();
+    // Pauses shorter than the idle timeout, adding up to more than the read timeout.
+    let pieces: Vec<Vec<u8>> = body.chunks(4).map(<[u8]>::to_vec).collect();
+    let trickle = futures_util::stream::iter(pieces).then(|piece| async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    let trickling = harness
+        .http()
+        .post(format!("{}/v1/chat/completions", harness.url))
+        .header("X-Customer-Id", "cust_limits")
+        .body(reqwest::Body::wrap_stream(trickle))
+        .send()
+        .await
+        .expect("answer");
+
+    let message = expect_error(trickling, 408, "body_timeout").await;
+    assert!(message.contains("1000 ms"), "{message}");
+    assert!(message.contains("body_read_timeout"), "{message}");
+    assert_eq!(upstream_calls(&harness).await, 0);
+    harness.stop().await;
+}
+
+#[tokio::test]
 async fn slow_body_within_timeout_is_served() {
     let harness = start(vec![("TOLLGATE_BODY_IDLE_TIMEOUT", "2s".into())]).await;
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})

@@ -82,6 +82,7 @@ pub(super) fn build_config(settings: &Settings) -> Result<Config, ConfigError> {
         max_header_bytes: settings.get("max_header_bytes")?,
         header_read_timeout: settings.get("header_read_timeout")?,
         body_idle_timeout: settings.get("body_idle_timeout")?,
+        body_read_timeout: settings.get("body_read_timeout")?,
         max_json_depth: settings.get("max_json_depth")?,
         max_connections: settings.get("max_connections")?,
         shutdown_grace: settings.get("shutdown_grace")?,

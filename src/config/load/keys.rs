@@ -141,6 +141,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::new("", "max_header_bytes", Kind::Size { min_bytes: 1024 }, "32KiB"),
     Key::new("", "header_read_timeout", Kind::PositiveDuration, "30s"),
     Key::new("", "body_idle_timeout", Kind::PositiveDuration, "30s"),
+    Key::new("", "body_read_timeout", Kind::PositiveDuration, "5m"),
     Key::new("", "max_json_depth", Kind::Count, "64"),
     Key::new("", "max_connections", Kind::Count, "4096"),
     Key::new("", "shutdown_grace", Kind::Duration, "30s"),

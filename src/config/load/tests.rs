@@ -17,6 +17,7 @@ max_body_bytes = "2MiB"
 max_header_bytes = "16KiB"
 header_read_timeout = "10s"
 body_idle_timeout = "20s"
+body_read_timeout = "2m"
 max_json_depth = 32
 max_connections = 100
 shutdown_grace = "45s"
@@ -131,6 +132,7 @@ fn defaults_apply_without_file_or_env() {
     assert_eq!(config.max_header_bytes, 32 * 1024);
     assert_eq!(config.header_read_timeout, Duration::from_secs(30));
     assert_eq!(config.body_idle_timeout, Duration::from_secs(30));
+    assert_eq!(config.body_read_timeout, Duration::from_secs(300));
     assert_eq!(config.max_json_depth, 64);
     assert_eq!(config.max_connections, 4096);
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
@@ -198,6 +200,7 @@ fn full_file_sets_every_key() {
     assert_eq!(config.max_header_bytes, 16 * 1024);
     assert_eq!(config.header_read_timeout, Duration::from_secs(10));
     assert_eq!(config.body_idle_timeout, Duration::from_secs(20));
+    assert_eq!(config.body_read_timeout, Duration::from_secs(120));
     assert_eq!(config.max_json_depth, 32);
     assert_eq!(config.max_connections, 100);
     assert_eq!(config.shutdown_grace, Duration::from_secs(45));
@@ -285,6 +288,7 @@ const ENV_CASES: &[(&str, &str, Field, &str)] = &[
     ("TOLLGATE_MAX_HEADER_BYTES", "2KiB", |c| c.max_header_bytes.to_string(), "2048"),
     ("TOLLGATE_HEADER_READ_TIMEOUT", "250ms", |c| debug(c.header_read_timeout), "250ms"),
     ("TOLLGATE_BODY_IDLE_TIMEOUT", "2s", |c| debug(c.body_idle_timeout), "2s"),
+    ("TOLLGATE_BODY_READ_TIMEOUT", "90s", |c| debug(c.body_read_timeout), "90s"),
     ("TOLLGATE_MAX_JSON_DEPTH", "8", |c| c.max_json_depth.to_string(), "8"),
     ("TOLLGATE_CLIENT_KEYS", " key-one-0123456789, ,key-two-0123456789 ", client_keys, "key-one-0123456789,key-two-0123456789"),
     ("TOLLGATE_CLIENT_KEYS_FILE", "/k", |c| debug(&c.client_auth.keys_file), "Some(\"/k\")"),
