@@ -643,7 +643,7 @@ async fn unstorable_charge_is_kept_then_posted() {
     direct
         .blnk
         .inject(Fault::Status(503).on("POST", "/transactions/bulk"));
-    let status = direct.biller.charge(record).await;
+    let status = direct.biller.charge(record, None).await;
     assert_eq!(status, ChargeStatus::Pending);
     direct.biller.wait_idle().await;
     assert_eq!(
@@ -671,7 +671,7 @@ async fn unstorable_charge_posts_at_once() {
 
     let status = direct
         .biller
-        .charge(charge_record("req-direct", &customer))
+        .charge(charge_record("req-direct", &customer), None)
         .await;
     assert_eq!(
         status,

@@ -149,6 +149,88 @@ async fn pending_charge_keeps_its_hold() {
     assert_eq!(usd_legs, 1, "only the first request is charged");
 }
 
+/// A charge that Blnk records a little after `blnk.charge_timeout` is posted on by a
+/// background task. Once that post records it, the hold reserves nothing the charge still
+/// needs, so it is voided then, and a second request that the wallet covers is served.
+#[tokio::test]
+async fn recorded_late_charge_frees_its_hold() {
+    let harness = Harness::start_with(Options {
+        env: vec![
+            ("TOLLGATE_BLNK_REQUEST_TIMEOUT", "3s".to_string()),
+            ("TOLLGATE_BLNK_CHARGE_TIMEOUT", "200ms".to_string()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    // 10 completion tokens: $0.00000615, far below the quote of about $0.000132. The wallet
+    // covers one quote, and a second one once the first request's hold is gone.
+    let mut answer = chat_response();
+    answer["usage"] = json!({"prompt_tokens": 1, "completion_tokens": 10, "total_tokens": 11});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&harness.upstream)
+        .await;
+    let customer = harness.prepaid("prepaid", "0.0002").await;
+    let wallet_id = customer.usd_balance_id.clone();
+
+    // Blnk applies the charge at once and replies 1 s later, past the charge timeout.
+    harness
+        .blnk
+        .inject(Fault::ApplyThenHang(Duration::from_secs(1)).on("POST", "/transactions/bulk"));
+    let first = post_chat(&harness, "prepaid").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-tollgate-charge"], "pending");
+    let wallet = harness.blnk.balance(&wallet_id);
+    assert_eq!(wallet.balance, 200_000 - 6_150, "Blnk applied the charge");
+
+    // The background post reads Blnk's reply after 1 s and voids the hold at once, long
+    // before the worker's check at twice the ledger timeout (6 s).
+    wait_for(Duration::from_secs(3), || {
+        harness.blnk.balance(&wallet_id).inflight_debit_balance == 0
+    })
+    .await;
+    let second = post_chat(&harness, "prepaid").await;
+    assert_eq!(second.status(), 200);
+}
+
+/// When the outbox worker records a pending charge, the request's hold, which had been
+/// waiting for it on a longer backoff of its own, is voided on the worker's next pass.
+#[tokio::test]
+async fn worker_recorded_charge_frees_its_hold() {
+    // The hold's retry after its first wait comes about 4 s later, while the charge's entry is
+    // due 1.3 s after the request.
+    let harness = Harness::start_with(options(&[
+        ("TOLLGATE_OUTBOX_RETRY_INITIAL_DELAY", "2s"),
+        ("TOLLGATE_OUTBOX_RETRY_MAX_DELAY", "10s"),
+    ]))
+    .await;
+    mount_chat(&harness).await;
+    let customer = harness.prepaid("prepaid", "1").await;
+    let wallet_id = customer.usd_balance_id.clone();
+    harness
+        .blnk
+        .inject(Fault::Status(500).on("POST", "/transactions/bulk"));
+
+    let started = tokio::time::Instant::now();
+    let response = post_chat(&harness, "prepaid").await;
+    assert_eq!(response.headers()["x-tollgate-charge"], "pending");
+    let id = request_id(&response);
+    wait_for(Duration::from_secs(3), || {
+        charge_of(&harness.blnk, &id).usd.is_some()
+    })
+    .await;
+    wait_for(Duration::from_secs(3), || {
+        harness.blnk.balance(&wallet_id).inflight_debit_balance == 0
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the hold was voided {:?} after the request, on its own backoff",
+        started.elapsed()
+    );
+}
+
 /// Blnk places the hold but its 2xx reply cannot be read. The request fails, and the worker
 /// looks the hold up and voids it instead of leaving it to block the funds until it expires.
 #[tokio::test]

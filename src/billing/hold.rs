@@ -173,7 +173,7 @@ impl Biller {
     /// Leaves a hold in place while its request's charge is pending: voiding it now would free
     /// the funds the charge is about to take, and let other requests spend them. The worker
     /// voids it once the charge is recorded, checking from twice the ledger timeout on.
-    pub async fn release_hold_after_charge(&self, hold: Hold) {
+    pub async fn release_hold_after_charge(&self, hold: &Hold) {
         let check_at = Utc::now() + self.ledger_timeout * 2;
         let waiting = "waiting for the request's charge to be recorded";
         if let Err(error) = self

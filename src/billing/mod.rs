@@ -146,24 +146,49 @@ impl Biller {
 
     /// Records a charge: written to the outbox, then posted. Waits at most `charge_timeout`
     /// for both; past it the work goes on in a tracked background task, and the worker
-    /// retries a failure.
+    /// retries a failure. Then releases the request's `hold`: at once when the charge is
+    /// recorded, else as soon as the background post records it, and through the outbox
+    /// worker if that post fails too.
     ///
     /// The work runs inside the caller's task until then, which saves a task hand-off on
     /// every request. Callers therefore run where a cancelled client cannot stop them: in
     /// [`Biller::detachable`] work, as the upstream exchange and the stream relay do, or in a
     /// tracked task.
-    pub async fn charge(&self, record: ChargeRecord) -> ChargeStatus {
+    pub async fn charge(&self, record: ChargeRecord, hold: Option<Hold>) -> ChargeStatus {
         if record.is_empty() {
+            if let Some(hold) = hold {
+                self.release_hold(hold);
+            }
             return ChargeStatus::Recorded;
         }
         let biller = self.clone();
         let mut posting = Box::pin(async move { biller.store_and_post(record).await });
         match tokio::time::timeout(self.charge_timeout, &mut posting).await {
-            Ok(Settlement::Recorded) => ChargeStatus::Recorded,
-            Ok(Settlement::Pending(_) | Settlement::Dead(_)) => ChargeStatus::Pending,
+            Ok(Settlement::Recorded) => {
+                if let Some(hold) = hold {
+                    self.release_hold(hold);
+                }
+                ChargeStatus::Recorded
+            }
+            Ok(Settlement::Pending(_) | Settlement::Dead(_)) => {
+                if let Some(hold) = &hold {
+                    self.release_hold_after_charge(hold).await;
+                }
+                ChargeStatus::Pending
+            }
             Err(_) => {
+                // The worker voids the hold if the process stops before the post ends.
+                if let Some(hold) = &hold {
+                    self.release_hold_after_charge(hold).await;
+                }
+                let biller = self.clone();
                 // A boxed future can move to another task after it was first polled.
-                drop(self.spawn_tracked("post-charge", posting));
+                drop(self.spawn_tracked("post-charge", async move {
+                    let recorded = matches!(posting.await, Settlement::Recorded);
+                    if let (true, Some(hold)) = (recorded, hold) {
+                        biller.release_hold(hold);
+                    }
+                }));
                 ChargeStatus::Pending
             }
         }

@@ -287,6 +287,11 @@ async fn process_charge(biller: &Biller, entry: &Entry) -> Option<String> {
     match biller.settle_entry(Some(entry.id), record).await {
         Settlement::Recorded => {
             tracing::info!(outbox_id = entry.id, %request_id, attempts = entry.attempts + 1, "charge recorded by the outbox worker");
+            // The request's hold waited for this charge on a backoff of its own. Without this
+            // it could block the customer's funds for minutes more.
+            if let Err(error) = biller.outbox().hold_due_now(&request_id).await {
+                tracing::error!(%request_id, %error, "outbox update failed; the hold is voided at its next retry");
+            }
             None
         }
         Settlement::Dead(_) => None,

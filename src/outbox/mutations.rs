@@ -103,6 +103,20 @@ pub(super) fn record_failure(
     require_changed(changed, id)
 }
 
+/// Makes the pending hold entry of `request_id`, if any, due at `now_ms`.
+pub(super) fn hold_due_now(
+    conn: &Connection,
+    request_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE entries SET next_attempt_at = ?2, updated_at = ?2
+         WHERE request_id = ?1 AND kind = 'void_hold' AND state = 'pending'",
+    )?
+    .execute(params![request_id, now_ms])?;
+    Ok(())
+}
+
 /// Moves a pending or dead entry to the dead-letter list. A done entry is rejected, because
 /// the ledger has recorded its operation.
 pub(super) fn dead_letter(

@@ -132,6 +132,14 @@ impl Outbox {
 
     /// Records a failed attempt on entry `id`: adds one to `attempts`, stores `error` and
     /// schedules the next attempt. The state is not changed.
+    /// Makes the pending hold entry of `request_id`, if it has one, due now. Call it once the
+    /// request's charge is recorded, because then nothing keeps the void waiting.
+    pub async fn hold_due_now(&self, request_id: &str) -> Result<(), OutboxError> {
+        let request_id = request_id.to_string();
+        self.write(move |conn, now_ms| mutations::hold_due_now(conn, &request_id, now_ms))
+            .await
+    }
+
     pub async fn record_failure(
         &self,
         id: i64,

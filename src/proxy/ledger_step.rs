@@ -53,8 +53,7 @@ pub struct Metering {
 
 impl Metering {
     /// Prices `billed`, records the charge (waiting at most the charge timeout), then
-    /// releases the hold: in the background once the charge is recorded, or through the
-    /// outbox worker after a pending charge.
+    /// releases the hold once the charge is recorded (see [`crate::billing::Biller::charge`]).
     pub async fn charge(mut self, billed: BilledUsage) -> Receipt {
         let price = self.price_for(billed.response_model.as_deref());
         let cost = price.cost(&billed.usage, billed.service_tier.as_deref());
@@ -98,14 +97,14 @@ impl Metering {
             &cost,
             &record,
         );
+        let hold = self.hold.take().map(|hold| {
+            crate::telemetry::metrics().hold_closed();
+            *hold
+        });
         // Boxed, so the charge's future does not enlarge (and get copied with) the caller's.
-        let charging = Box::pin(self.state.biller.charge(record));
+        let charging = Box::pin(self.state.biller.charge(record, hold));
         let status = crate::telemetry::request::time_ledger(charging).await;
         crate::telemetry::request::ledger_outcome(status);
-        match status {
-            ChargeStatus::Recorded => self.release(),
-            ChargeStatus::Pending => self.release_after_charge().await,
-        }
         Receipt {
             status,
             amount: cost.amount,
@@ -128,14 +127,6 @@ impl Metering {
         response_model
             .and_then(|model| self.prices.resolve(model, self.started_at))
             .unwrap_or_else(|| self.price.clone())
-    }
-
-    /// Hands the hold to the outbox worker, which voids it once the pending charge is recorded.
-    async fn release_after_charge(&mut self) {
-        if let Some(hold) = self.hold.take() {
-            crate::telemetry::metrics().hold_closed();
-            self.state.biller.release_hold_after_charge(*hold).await;
-        }
     }
 
     fn release(&mut self) {
