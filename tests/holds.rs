@@ -538,3 +538,106 @@ async fn stored_response_is_quoted_at_context_bound() {
     let response = send(continued).await.expect("tollgate answers");
     assert_eq!(response.status(), 402);
 }
+
+/// Mounts a Responses API answer that bills `input_tokens` of input and 100 of output.
+async fn mount_responses(harness: &Harness, input_tokens: u64) {
+    let answer = json!({"id": "resp_3", "object": "response", "model": "gpt-4o-mini-2024-07-18",
+        "status": "completed", "output": [],
+        "usage": {"input_tokens": input_tokens, "output_tokens": 100, "total_tokens": input_tokens + 100}});
+    Mock::given(method("POST"))
+        .and(path("/v1/responses"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&harness.upstream)
+        .await;
+}
+
+async fn post_raw(harness: &Harness, route: &str, body: &str) -> reqwest::Response {
+    harness
+        .http()
+        .post(format!("{}{route}", harness.url))
+        .header("X-Customer-Id", "prepaid")
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("tollgate answers")
+}
+
+/// A Responses request may name a prompt stored upstream. Upstream bills its text as input,
+/// and the body does not carry it, so the quote counts the largest prompt a model accepts.
+#[tokio::test]
+async fn stored_prompt_is_quoted_at_context_bound() {
+    let harness = Harness::start().await;
+    let customer = harness.prepaid("prepaid", "0.05").await;
+    // A stored prompt of 400,000 tokens: $0.06 at gpt-4o-mini's $0.15 per million.
+    mount_responses(&harness, 400_000).await;
+
+    let body = json!({"model": "gpt-4o-mini", "prompt": {"id": "pmpt_1", "version": "2"},
+        "input": "Summarise it.", "max_output_tokens": 100});
+    let response = post_raw(&harness, "/v1/responses", &body.to_string()).await;
+
+    assert_eq!(response.status(), 402);
+    let wallet = harness.blnk.balance(&customer.usd_balance_id);
+    assert_eq!(wallet.balance, 50_000_000, "nothing was charged");
+}
+
+/// JSON lets a string spell any character as a `\u` escape, and upstream decodes it. So an
+/// escaped name is the same request as the plain one, and gets the same quote.
+#[tokio::test]
+async fn escaped_part_type_is_quoted_like_plain() {
+    let harness = Harness::start().await;
+    harness.prepaid("prepaid", "0.05").await;
+    mount_responses(&harness, 400_000).await;
+
+    let plain = r#"{"model":"gpt-4o-mini","max_output_tokens":100,"input":[{"role":"user","content":[{"type":"input_file","file_id":"file-1"},{"type":"input_text","text":"Summarise it."}]}]}"#;
+    let escaped = plain.replace("input_file", r"input_\u0066ile");
+    let plain_value: Value = serde_json::from_str(plain).expect("plain JSON");
+    let escaped_value: Value = serde_json::from_str(&escaped).expect("escaped JSON");
+    assert_eq!(plain_value, escaped_value, "both bodies are one request");
+
+    let plain_status = post_raw(&harness, "/v1/responses", plain).await.status();
+    assert_eq!(plain_status, 402);
+    let escaped_status = post_raw(&harness, "/v1/responses", &escaped).await.status();
+    assert_eq!(escaped_status, 402);
+}
+
+/// gpt-4o-mini bills an image at about 33 times gpt-4o's tokens: a 1024 x 1024 high-detail
+/// image is 4 tiles, 2,833 + 4 x 5,667 = 25,501 tokens. A wallet funded with exactly the hold
+/// covers it.
+#[tokio::test]
+async fn mini_image_fits_its_quote() {
+    let harness = Harness::start().await;
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this photo?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/photo-1024.png", "detail": "high"}}
+    ]}]});
+    let hold = hold_for(&harness, Endpoint::ChatCompletions, &body);
+    let customer = harness.prepaid("prepaid", &hold.to_usd().to_string()).await;
+    let answer = json!({"id": "chatcmpl-image", "object": "chat.completion", "created": 1730000000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "A cat."}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 25_515, "completion_tokens": 8, "total_tokens": 25_523}});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&harness.upstream)
+        .await;
+
+    let response = post_raw(&harness, "/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(response.status(), 200);
+    wait_for(Duration::from_secs(5), || {
+        harness
+            .blnk
+            .balance(&customer.usd_balance_id)
+            .inflight_debit_balance
+            == 0
+    })
+    .await;
+    let wallet = harness.blnk.balance(&customer.usd_balance_id);
+    assert!(
+        wallet.balance >= 0,
+        "one image took the wallet to {} nano-dollars (hold {} nano-dollars)",
+        wallet.balance,
+        hold.0
+    );
+}

@@ -37,7 +37,8 @@ pub struct RequestFacts {
     /// Images (and other inline files) and audio clips sent as base64 data.
     pub inline_images: u64,
     pub inline_audio: u64,
-    /// The request continues a stored response or conversation.
+    /// The request continues a stored response or conversation, or uses a prompt stored
+    /// upstream (the Responses API's `prompt` object).
     pub stored_context: bool,
     /// Body bytes that are neither base64 images nor audio: an upper bound of text tokens,
     /// because every BPE token covers at least one byte.
@@ -143,7 +144,11 @@ impl RequestFacts {
         };
         let choices = per_prompt.saturating_mul(prompts);
         let stored = |value: Option<&RawValue>| value.is_some_and(|v| v.get() != "null");
-        let stored_context = stored(raw.previous_response_id) || stored(raw.conversation);
+        // Legacy completions send their text as `prompt`; the Responses API names a stored
+        // prompt with it, whose text upstream bills as input.
+        let stored_prompt = endpoint == Endpoint::Responses && stored(raw.prompt);
+        let stored_context =
+            stored(raw.previous_response_id) || stored(raw.conversation) || stored_prompt;
         let wants_audio_out = raw.audio.is_some()
             || raw
                 .modalities
@@ -172,12 +177,13 @@ impl RequestFacts {
     /// a model accepts, when that is larger. The body is scanned again only here, because
     /// only a request that places a hold needs the bound.
     pub fn prompt_bound(&self, body: &[u8], bounds: &PromptBounds) -> u64 {
-        let images = self.inline_images.max(image_parts(body));
+        let body = without_ascii_escapes(body);
+        let images = self.inline_images.max(image_parts(&body));
         let seen = self
             .text_bytes
             .saturating_add(images.saturating_mul(bounds.image_tokens))
             .saturating_add(self.inline_audio.saturating_mul(bounds.audio_tokens));
-        if self.stored_context || takes_unseen_input(body) {
+        if self.stored_context || takes_unseen_input(&body) {
             seen.max(bounds.context_tokens)
         } else {
             seen
@@ -199,13 +205,36 @@ pub struct PromptBounds {
 /// Parts that bring content into the prompt from elsewhere: a Responses file, a stored item,
 /// and hosted tools whose results join the prompt (`web_search` and its variants). A quote
 /// inside a JSON string is escaped, so the quoted names match only keys and values, not text.
-const UNSEEN_INPUT_MARKERS: [&[u8]; 5] = [
+const UNSEEN_INPUT_MARKERS: [&[u8]; 6] = [
     b"\"input_file\"",
     b"\"item_reference\"",
     b"\"file_search\"",
     b"\"web_search",
     b"\"mcp\"",
+    b"\"code_interpreter\"",
 ];
+
+/// Returns `body` with every `\u` escape of a printable ASCII character decoded, so that the
+/// byte scans for names see `"input_\u0066ile"` as the `"input_file"` that upstream reads.
+/// Most bodies have no such escape: serializers escape only quotes, backslashes, control
+/// characters and, by choice, non-ASCII text. Those bodies are returned as they are.
+fn without_ascii_escapes(body: &[u8]) -> Cow<'_, [u8]> {
+    let escapes_ascii = memmem::find_iter(body, b"\\u00").any(|at| {
+        let hex = body
+            .get(at + 4..at + 6)
+            .and_then(|hex| std::str::from_utf8(hex).ok());
+        hex.and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .is_some_and(|byte| (0x20..0x7f).contains(&byte))
+    });
+    if !escapes_ascii {
+        return Cow::Borrowed(body);
+    }
+    // Written back by serde_json, which escapes only quotes, backslashes and control
+    // characters. A body that does not parse was rejected before any quote.
+    serde_json::from_slice::<serde_json::Value>(body)
+        .and_then(|value| serde_json::to_vec(&value))
+        .map_or(Cow::Borrowed(body), Cow::Owned)
+}
 
 /// Returns whether `body` brings content into the prompt from elsewhere. A chat `file` part
 /// names `file` as its type and as the key of an object.
@@ -513,11 +542,28 @@ mod tests {
                 r#"{"model":"gpt-4o","messages":[{"role":"user","content":"say \"image_url\": {}"}]}"#,
                 0,
             ),
+            (
+                "names spelled with escapes",
+                r#"{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_\u0069mage","image_url":"https://example.com/a.png"}]}],"messages":[{"role":"user","content":[{"type":"image_url","\u0069mage_url":{"url":"https://example.com/b.png"}}]}]}"#,
+                2,
+            ),
+            (
+                "an escaped name inside text",
+                r#"{"model":"gpt-4o","messages":[{"role":"user","content":"say \u0022image_url\u0022: {}"}]}"#,
+                0,
+            ),
         ];
         for (name, body, images) in cases {
             let f = facts(body);
-            assert_eq!(image_parts(body.as_bytes()), images, "{name}");
-            assert!(!takes_unseen_input(body.as_bytes()), "{name}");
+            assert_eq!(
+                image_parts(&without_ascii_escapes(body.as_bytes())),
+                images,
+                "{name}"
+            );
+            assert!(
+                !takes_unseen_input(&without_ascii_escapes(body.as_bytes())),
+                "{name}"
+            );
             let bound = f.prompt_bound(body.as_bytes(), &BOUNDS);
             assert_eq!(bound, f.text_bytes + images * 1000, "{name}");
         }
@@ -534,14 +580,20 @@ mod tests {
             r#"{"model":"gpt-4o","input":"news?","tools":[{"type":"web_search_preview"}]}"#,
             r#"{"model":"gpt-4o","input":"docs?","tools":[{"type":"file_search","vector_store_ids":["vs_1"]}]}"#,
             r#"{"model":"gpt-4o","input":"hi","tools":[{"type":"mcp","server_label":"x"}]}"#,
+            r#"{"model":"gpt-4o","input":"plot it","tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}"#,
+            r#"{"model":"gpt-4o","prompt":{"id":"pmpt_1","version":"2"},"input":"go"}"#,
+            r#"{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_\u0066ile","file_id":"file-1"}]}]}"#,
+            r#"{"model":"gpt-4o","tools":[{"type":"\u006dcp","server_label":"x"}],"input":"hi"}"#,
         ];
         for body in bodies {
-            assert_eq!(
-                facts(body).prompt_bound(body.as_bytes(), &BOUNDS),
-                100_000,
-                "{body}"
-            );
+            // Parsed as the Responses API's, where `prompt` names a stored prompt.
+            let f = RequestFacts::parse(Endpoint::Responses, body.as_bytes()).unwrap();
+            assert_eq!(f.prompt_bound(body.as_bytes(), &BOUNDS), 100_000, "{body}");
         }
+        // A legacy completions prompt is the text itself, not a stored prompt.
+        let legacy = r#"{"model":"gpt-3.5-turbo-instruct","prompt":"Say hi"}"#;
+        let f = RequestFacts::parse(Endpoint::Completions, legacy.as_bytes()).unwrap();
+        assert!(!f.stored_context);
         let plain = r#"{"model":"gpt-4o","previous_response_id":null,"input":"hi"}"#;
         let f = facts(plain);
         assert!(!f.stored_context);

@@ -165,7 +165,9 @@ pub struct PricingConfig {
     pub watch: bool,
     /// How often the watch reads the price file to look for a change.
     pub watch_interval: Duration,
-    /// Quote bound for one image in a request, in tokens.
+    /// Quote bound for one image in a request, in tokens. The default, 50,000, covers
+    /// gpt-4o-mini's largest high-detail image under OpenAI's tile rule: 2,833 tokens plus
+    /// 5,667 for each of at most 8 tiles of 512 pixels, 48,169 in all.
     pub image_token_bound: u64,
     /// Quote bound for one audio clip in a request, in tokens.
     pub audio_token_bound: u64,

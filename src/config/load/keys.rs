@@ -179,7 +179,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::new("pricing", "file", Kind::Path, "pricing.toml").with_alias("TOLLGATE_PRICING"),
     Key::new("pricing", "watch", Kind::Bool, "true"),
     Key::new("pricing", "watch_interval", Kind::PositiveDuration, "5s"),
-    Key::new("pricing", "image_token_bound", Kind::Count, "10000"),
+    Key::new("pricing", "image_token_bound", Kind::Count, "50000"),
     Key::new("pricing", "audio_token_bound", Kind::Count, "20000"),
     Key::new("pricing", "context_token_bound", Kind::Count, "1048576"),
     Key::new("pricing", "default_markup", Kind::PositiveDecimal, "1"),

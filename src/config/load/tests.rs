@@ -177,7 +177,7 @@ fn defaults_apply_without_file_or_env() {
     assert_eq!(config.pricing.file, PathBuf::from("pricing.toml"));
     assert!(config.pricing.watch);
     assert_eq!(config.pricing.watch_interval, Duration::from_secs(5));
-    assert_eq!(config.pricing.image_token_bound, 10_000);
+    assert_eq!(config.pricing.image_token_bound, 50_000);
     assert_eq!(config.pricing.audio_token_bound, 20_000);
     assert_eq!(config.pricing.context_token_bound, 1_048_576);
     assert_eq!(config.pricing.default_markup, dec!(1));
