@@ -121,6 +121,44 @@ async fn sigterm_lets_open_stream_finish() {
     assert_eq!(status.code(), Some(0), "log:\n{}", tollgate.logs());
 }
 
+/// A log collector that dies closes tollgate's stderr. Writing a log line then fails, and
+/// tollgate must go on serving, billing and answering signals without its logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_log_pipe_keeps_serving() {
+    let case = Case::load(STREAM_CASE);
+    let blnk = FakeBlnk::start().await;
+    let _upstream = StreamServer::start(Script::sse(
+        case.upstream_writes(),
+        Pace::Every(Duration::from_millis(20)),
+    ))
+    .await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    create_customer(
+        &blnk.url(),
+        "quiet",
+        Billing::Postpaid { credit_limit: None },
+        None,
+    )
+    .await;
+    for format in ["text", "json"] {
+        let mut launch = Launch::new(blnk.url(), _upstream.url.clone(), data_dir.path())
+            .with("TOLLGATE_LOG_FORMAT", format);
+        launch.close_stderr = true;
+        let mut tollgate = Tollgate::start(&launch).await;
+
+        let response = post(&tollgate, "quiet", &case.request_body()).await;
+        assert_eq!(response.status(), 200, "{format} logs");
+        let id = request_id(&response);
+        let text = response.text().await.expect("the whole stream arrives");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{format} logs: {text}");
+        assert_eq!(charge_of(&blnk, &id).usd_nanos(), case.expected_nanos());
+
+        tollgate.signal("TERM");
+        let status = tollgate.wait_exit(Duration::from_secs(10)).await;
+        assert_eq!(status.code(), Some(0), "{format} logs");
+    }
+}
+
 /// Returns the base URL of the admin listener, read from the line that announces it, so the
 /// test takes no port that another test could take too.
 async fn admin_url(tollgate: &Tollgate) -> String {

@@ -25,10 +25,14 @@ pub fn init(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     // Colour codes only help a terminal; in a log file or collector they are noise.
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A failed write is dropped. Reporting it would write to stderr too, and tracing-subscriber
+    // does that with `eprintln!`, which panics when stderr is a closed pipe (a log collector
+    // that died), taking down the task that logged: a request, or the signal watcher.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(terminal);
+        .with_ansi(terminal)
+        .log_internal_errors(false);
     let result = match format {
         LogFormat::Text if terminal => builder.try_init(),
         LogFormat::Text => builder.fmt_fields(fields::PlainFields).try_init(),

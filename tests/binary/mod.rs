@@ -18,6 +18,8 @@ pub struct Launch {
     pub data_dir: PathBuf,
     /// Extra variables, applied after the defaults.
     pub env: Vec<(String, String)>,
+    /// Close the read end of the child's stderr at once, as a log collector that died would.
+    pub close_stderr: bool,
 }
 
 /// A running `tollgate serve` process.
@@ -35,6 +37,7 @@ impl Launch {
             upstream_url,
             data_dir: data_dir.to_path_buf(),
             env: Vec::new(),
+            close_stderr: false,
         }
     }
 
@@ -76,7 +79,11 @@ impl Tollgate {
         let mut child = command.spawn().expect("the tollgate binary starts");
         let logs = Arc::new(Mutex::new(Vec::new()));
         collect_lines(child.stdout.take(), Arc::clone(&logs));
-        collect_lines(child.stderr.take(), Arc::clone(&logs));
+        if launch.close_stderr {
+            drop(child.stderr.take());
+        } else {
+            collect_lines(child.stderr.take(), Arc::clone(&logs));
+        }
 
         let tollgate = Tollgate {
             child,
