@@ -122,7 +122,7 @@ async fn sigterm_lets_open_stream_finish() {
 }
 
 /// A log collector that dies closes tollgate's stderr. Writing a log line then fails, and
-/// tollgate must go on serving, billing and answering signals without its logs.
+/// tollgate must go on serving, billing and handling signals without its logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_log_pipe_keeps_serving() {
     let case = Case::load(STREAM_CASE);

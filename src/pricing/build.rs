@@ -51,6 +51,13 @@ pub(crate) fn build_table(source: &str, raw: RawFile) -> Result<PriceTable, Pric
         }
         models.push(Arc::new(entry));
     }
+    if models.is_empty() {
+        return Err(PricingError::Missing {
+            key: "models".to_string(),
+            hint: "the price file defines no model, so no request could be billed; add a \
+                   [models.\"<name>\"] table for each model that customers use",
+        });
+    }
 
     Ok(PriceTable {
         models,

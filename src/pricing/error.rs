@@ -7,7 +7,9 @@ use std::path::PathBuf;
 /// `models."gpt-4o".output`.
 #[derive(Debug, thiserror::Error)]
 pub enum PricingError {
-    #[error("failed to read price file {path}: {source}")]
+    #[error(
+        "failed to read price file {path}: {source}; run tollgate from the directory that holds it, or set TOLLGATE_PRICING to its path"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,

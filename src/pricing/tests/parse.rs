@@ -303,6 +303,7 @@ fn load_errors_name_the_path() {
     let error = PriceTable::load(&missing).unwrap_err();
     assert!(matches!(error, PricingError::Read { .. }), "{error:?}");
     assert!(error.to_string().contains("missing.toml"), "{error}");
+    assert!(error.to_string().contains("TOLLGATE_PRICING"), "{error}");
 
     let invalid = dir.path().join("invalid.toml");
     std::fs::write(&invalid, "[models.m]\ninput = \"1\"\n").unwrap();
@@ -382,4 +383,12 @@ fn render_lists_every_model_exactly() {
         assert!(e.contains(part), "row of e lacks {part:?}: {e}");
     }
     assert_eq!(lines.len(), 6, "{text}");
+}
+
+#[test]
+fn file_without_models_is_rejected() {
+    for text in ["", "markup = \"1.2\"\n", "[models]\n"] {
+        let error = PriceTable::from_toml(text).unwrap_err().to_string();
+        assert!(error.contains("no model"), "{text:?}: {error}");
+    }
 }
