@@ -246,7 +246,7 @@ impl ProxyError {
             message: format!(
                 "insufficient funds: customer {customer:?} has {available} available in its USD wallet{terms}, \
                  but this request may cost up to ${quote}; top up the wallet \
-                 (`tollgate topup {customer} <USD>`) or set a lower max_tokens"
+                 (`tollgate topup {customer} <USD>`), or lower the request's output limit (max_tokens, max_completion_tokens or max_output_tokens) or its n"
             ),
         }
     }

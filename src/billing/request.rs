@@ -95,10 +95,8 @@ impl RequestFacts {
             });
         }
         let raw: RawRequest<'_> =
-            serde_json::from_slice(body).map_err(|error| ProxyError::InvalidJson {
-                detail: format!(
-                    "{error}; send a JSON object such as {{\"model\": \"gpt-4o-mini\", ...}}"
-                ),
+            serde_json::from_slice(body).map_err(|_| ProxyError::InvalidJson {
+                detail: describe_invalid(body),
             })?;
         let model = match raw.model {
             Some(model) if !model.trim().is_empty() => model.into_owned(),
@@ -188,6 +186,24 @@ impl RequestFacts {
         } else {
             seen
         }
+    }
+}
+
+/// Describes why `body` did not parse: a field of the wrong type by its path, anything else
+/// (a syntax error, a missing end) with an example of a valid body. It parses the body again
+/// to track the path, which only a body that failed pays for.
+fn describe_invalid(body: &[u8]) -> String {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let Err(error) = serde_path_to_error::deserialize::<_, RawRequest<'_>>(&mut deserializer)
+    else {
+        return "the body could not be read; send a JSON object such as {\"model\": \"gpt-4o-mini\", ...}".to_string();
+    };
+    let inner = error.inner();
+    let path = error.path().to_string();
+    if inner.is_data() && path != "." {
+        format!("field {path}: {inner}; send {path} with the type the API documents for it")
+    } else {
+        format!("{inner}; send a JSON object such as {{\"model\": \"gpt-4o-mini\", ...}}")
     }
 }
 
@@ -471,7 +487,22 @@ mod tests {
     #[test]
     fn bad_bodies_are_rejected() {
         let bad_json = RequestFacts::parse(Endpoint::ChatCompletions, b"{nope");
-        assert!(matches!(bad_json, Err(ProxyError::InvalidJson { .. })));
+        assert!(
+            matches!(&bad_json, Err(ProxyError::InvalidJson { detail }) if detail.contains("such as")),
+            "{bad_json:?}"
+        );
+        let wrong_types = [
+            (r#"{"model":"m","max_tokens":"5"}"#, "field max_tokens:"),
+            (r#"{"model":5}"#, "field model:"),
+            (r#"{"model":"m","stream_options":{},"n":-1}"#, "field n:"),
+        ];
+        for (body, named) in wrong_types {
+            let parsed = RequestFacts::parse(Endpoint::ChatCompletions, body.as_bytes());
+            assert!(
+                matches!(&parsed, Err(ProxyError::InvalidJson { detail }) if detail.contains(named)),
+                "{body}: {parsed:?}"
+            );
+        }
         let no_model = RequestFacts::parse(Endpoint::ChatCompletions, br#"{"messages":[]}"#);
         assert!(matches!(no_model, Err(ProxyError::MissingModel)));
         let empty_model = RequestFacts::parse(Endpoint::ChatCompletions, br#"{"model":" "}"#);
