@@ -93,7 +93,11 @@ pub async fn run(config: &Config, command: OutboxCommand, json: bool) -> Result<
             if json {
                 println!("{}", serde_json::json!({ "retried": revived }));
             } else {
-                let entries = if revived == 1 { "entry is" } else { "entries are" };
+                let entries = if revived == 1 {
+                    "entry is"
+                } else {
+                    "entries are"
+                };
                 println!("{revived} dead outbox {entries} pending again and due now");
                 println!(
                     "a running server posts them within a second; check with `tollgate outbox list`"
