@@ -232,24 +232,56 @@ const UNSEEN_INPUT_MARKERS: [&[u8]; 6] = [
 
 /// Returns `body` with every `\u` escape of a printable ASCII character decoded, so that the
 /// byte scans for names see `"input_\u0066ile"` as the `"input_file"` that upstream reads.
-/// Most bodies have no such escape: serializers escape only quotes, backslashes, control
-/// characters and, by choice, non-ASCII text. Those bodies are returned as they are.
+/// A decoded quote or backslash stays escaped, so the result is still valid JSON and a name
+/// inside text still cannot match. Other bytes, and other escapes, are copied as they are.
+/// Most bodies have no such escape (serializers escape only quotes, backslashes, control
+/// characters and, by choice, non-ASCII text), and those are returned without a copy.
 fn without_ascii_escapes(body: &[u8]) -> Cow<'_, [u8]> {
-    let escapes_ascii = memmem::find_iter(body, b"\\u00").any(|at| {
-        let hex = body
-            .get(at + 4..at + 6)
-            .and_then(|hex| std::str::from_utf8(hex).ok());
-        hex.and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            .is_some_and(|byte| (0x20..0x7f).contains(&byte))
-    });
-    if !escapes_ascii {
+    let candidate = memmem::find_iter(body, b"\\u").any(|at| ascii_escape(body, at).is_some());
+    if !candidate {
         return Cow::Borrowed(body);
     }
-    // Written back by serde_json, which escapes only quotes, backslashes and control
-    // characters. A body that does not parse was rejected before any quote.
-    serde_json::from_slice::<serde_json::Value>(body)
-        .and_then(|value| serde_json::to_vec(&value))
-        .map_or(Cow::Borrowed(body), Cow::Owned)
+    // From the start: a candidate may be the tail of an escaped backslash (`\\u0066` is a
+    // backslash and the text `u0066`), and only a pass over every escape can separate them.
+    let mut decoded = Vec::with_capacity(body.len());
+    let mut at = 0;
+    while at < body.len() {
+        let Some(offset) = memchr::memchr(b'\\', &body[at..]) else {
+            decoded.extend_from_slice(&body[at..]);
+            break;
+        };
+        decoded.extend_from_slice(&body[at..at + offset]);
+        at += offset;
+        match ascii_escape(body, at) {
+            Some(byte @ (b'"' | b'\\')) => {
+                decoded.extend_from_slice(&[b'\\', byte]);
+                at += 6;
+            }
+            Some(byte) => {
+                decoded.push(byte);
+                at += 6;
+            }
+            None => {
+                // Any other escape: the backslash and the byte it escapes, so an escaped
+                // backslash is never read as the start of another escape.
+                decoded.extend_from_slice(&body[at..(at + 2).min(body.len())]);
+                at += 2;
+            }
+        }
+    }
+    Cow::Owned(decoded)
+}
+
+/// Returns the printable ASCII character that the escape at `at` (a backslash) spells, if it
+/// is a `\u00XX` escape of one.
+fn ascii_escape(body: &[u8], at: usize) -> Option<u8> {
+    let escape = body.get(at..at + 6)?;
+    if &escape[..4] != b"\\u00" {
+        return None;
+    }
+    let hex = std::str::from_utf8(&escape[4..]).ok()?;
+    let byte = u8::from_str_radix(hex, 16).ok()?;
+    (0x20..0x7f).contains(&byte).then_some(byte)
 }
 
 /// Returns whether `body` brings content into the prompt from elsewhere. A chat `file` part
@@ -312,8 +344,16 @@ struct InlineData {
 impl InlineData {
     fn scan(body: &[u8]) -> InlineData {
         let mut found = InlineData::default();
-        // Data URLs: images, and files such as PDFs, sent inline.
+        // Data URLs: images, and files such as PDFs, sent inline. Only the value of a key
+        // that carries one counts. Text that starts with `data:` (a pasted event log, or a
+        // data URL pasted as text) is tokenized like any text, so its bytes stay text bytes.
         for start in memmem::find_iter(body, b"\"data:") {
+            if !matches!(
+                key_before(body, start),
+                Some(b"url" | b"image_url" | b"file_data")
+            ) {
+                continue;
+            }
             let len = string_len(body, start + 1);
             if len >= INLINE_DATA_MIN_BYTES {
                 found.bytes += len;
@@ -326,29 +366,48 @@ impl InlineData {
         }
         // Chat `input_audio` parts carry raw base64 under "data". The name appears twice per
         // part (as the type and as the key), so each data string is counted once.
+        // Each search starts where the previous one ended, so a body that repeats the name
+        // without data is still read once, not once per name.
         let mut counted_until = 0;
+        let mut searched_until = 0;
         for start in memmem::find_iter(body, b"\"input_audio\"") {
             if start < counted_until {
                 continue;
             }
+            let from = start.max(searched_until);
             let window_end = (start + 4096).min(body.len());
-            if let Some(offset) = memmem::find(&body[start..window_end], b"\"data\"") {
-                let mut at = start + offset + 6;
-                while at < body.len() && matches!(body[at], b' ' | b':' | b'\n' | b'\r' | b'\t') {
-                    at += 1;
-                }
-                if body.get(at) == Some(&b'"') {
-                    let len = string_len(body, at + 1);
-                    counted_until = at + 1 + len;
-                    if len >= INLINE_DATA_MIN_BYTES {
-                        found.bytes += len;
-                        found.audio += 1;
-                    }
+            if from >= window_end {
+                continue;
+            }
+            let Some(offset) = memmem::find(&body[from..window_end], b"\"data\"") else {
+                searched_until = window_end;
+                continue;
+            };
+            searched_until = from + offset + 6;
+            let mut at = searched_until;
+            while at < body.len() && matches!(body[at], b' ' | b':' | b'\n' | b'\r' | b'\t') {
+                at += 1;
+            }
+            if body.get(at) == Some(&b'"') {
+                let len = string_len(body, at + 1);
+                counted_until = at + 1 + len;
+                if len >= INLINE_DATA_MIN_BYTES {
+                    found.bytes += len;
+                    found.audio += 1;
                 }
             }
         }
         found
     }
+}
+
+/// Returns the key whose value is the string that opens at `quote` (the index of its opening
+/// quote), when the bytes before it are a quoted key and a colon.
+fn key_before(body: &[u8], quote: usize) -> Option<&[u8]> {
+    let before = body[..quote].trim_ascii_end().strip_suffix(b":")?;
+    let key = before.trim_ascii_end().strip_suffix(b"\"")?;
+    let opening = memchr::memrchr(b'"', key)?;
+    Some(&key[opening + 1..])
 }
 
 /// Length of the JSON string content starting at `from` up to its closing quote.
