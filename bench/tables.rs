@@ -116,8 +116,8 @@ pub fn stream_table(out: &mut String, arms: &[ArmRounds], settings: &Settings) {
     first_byte_legs(out, arms, direct);
 }
 
-/// Splits each arm's time to first byte where the mock upstream sees it: the request's way to
-/// upstream, the mock's own turnaround, and the first chunk's way back to the client.
+/// Splits each arm's time to first byte at the mock upstream's timestamps into the request's
+/// trip to upstream, the mock's own turnaround, and the first chunk's trip back to the client.
 fn first_byte_legs(out: &mut String, arms: &[ArmRounds], direct: &ArmRounds) {
     let _ = writeln!(
         out,

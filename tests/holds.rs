@@ -539,7 +539,7 @@ async fn stored_response_is_quoted_at_context_bound() {
     assert_eq!(response.status(), 402);
 }
 
-/// Mounts a Responses API answer that bills `input_tokens` of input and 100 of output.
+/// Mounts a Responses API response that bills `input_tokens` of input and 100 of output.
 async fn mount_responses(harness: &Harness, input_tokens: u64) {
     let answer = json!({"id": "resp_3", "object": "response", "model": "gpt-4o-mini-2024-07-18",
         "status": "completed", "output": [],

@@ -305,8 +305,8 @@ fn key_opens_object(body: &[u8], from: usize) -> bool {
     rest.next() == Some(&b':') && rest.next() == Some(&b'{')
 }
 
-/// Counts the prompts of a legacy completions `prompt`: a list of strings or of token lists
-/// holds one prompt per item, while a string or a single token list is one prompt.
+/// Counts the prompts of a legacy completions `prompt`. A list of strings or of token lists
+/// contains one prompt per item, while a string or a single token list is one prompt.
 fn prompt_count(prompt: &RawValue) -> u64 {
     let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(prompt.get()) else {
         return 1;

@@ -219,8 +219,8 @@ impl StreamMeter {
     }
 
     /// Records a usage object if the field contains one and returns whether it did. `null` and
-    /// a missing field leave the recorded usage as it was. `is_final`: the event that carries
-    /// it comes after all content.
+    /// a missing field leave the recorded usage as it was. `is_final` is true when the event
+    /// that carries it comes after all content.
     fn record_usage(&mut self, usage: &Section<WireUsage>, is_final: bool) -> bool {
         match usage_from_section(self.endpoint, usage) {
             Ok(Some(read)) => {
